@@ -1,0 +1,267 @@
+//! Configuration from environment variables (the interface contract in `design.md`).
+//!
+//! Every variable is read once at startup. A bad value is a [`ConfigError`] naming the
+//! variable and what is wrong with it; the binary prints it and exits.
+
+use std::time::Duration;
+
+use crate::addr::Addr;
+use crate::resp::RedisTarget;
+
+/// Default in-flight processor requests per core: each worker task holds at most one.
+pub const DEFAULT_WORKERS_PER_CORE: usize = 64;
+/// Default bound of each core's payment queue. At the final test's 600 payments/s, a
+/// core of one of two instances takes ~150/s: this holds several minutes of backlog
+/// (~64 bytes a payment, 4 MiB a core at most) before intake answers 503.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+/// Default processor request timeout: above the longest delay of the official
+/// scenarios (5 s), so that a slow processor answers instead of leaving the outcome
+/// uncertain.
+pub const DEFAULT_PROCESSOR_TIMEOUT: Duration = Duration::from_millis(6_000);
+/// Default time a client has to finish sending a request it started.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5_000);
+/// Default keep-alive idle time; nginx's default is 75 s, the official test's virtual
+/// users send every ~1 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_millis(60_000);
+/// Default time after an uncertain attempt before a 404 from `GET /payments/{id}` is
+/// believed: longer than any processor delay of the official scenarios (5 s), so the
+/// uncertain request cannot still be waiting inside the processor.
+pub const DEFAULT_UNCERTAIN_SETTLE: Duration = Duration::from_millis(10_000);
+/// Default pause before trying a payment again after both processors refused it.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// `IO_DRIVER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    Auto,
+    Uring,
+    Epoll,
+}
+
+/// Where settled payments are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerConfig {
+    /// In this instance's memory; summaries add the partial sums of `peers`.
+    Memory { peers: Vec<Addr> },
+    /// In Redis, shared by every instance.
+    Redis(RedisTarget),
+}
+
+/// The gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Addr,
+    /// Base addresses of the default and fallback processors, by `Processor::index`.
+    pub processors: [Addr; 2],
+    pub ledger: LedgerConfig,
+    pub instance_id: String,
+    pub cores: usize,
+    pub io_driver: IoDriver,
+    pub workers_per_core: usize,
+    pub queue_capacity: usize,
+    pub processor_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub uncertain_settle: Duration,
+    pub retry_delay: Duration,
+}
+
+/// A variable with a bad value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.var, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads variables through `lookup` (the environment, or a table in tests). An empty
+/// value counts as unset.
+pub struct Vars<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub fn get(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn parse<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => parse(v.trim()).map_err(|reason| ConfigError { var, reason }),
+        }
+    }
+
+    /// A positive integer count.
+    pub fn count(&self, var: &'static str, default: usize) -> Result<usize, ConfigError> {
+        self.parse(var, default, |v| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("expected a positive integer, got {v:?}")),
+        })
+    }
+
+    /// A positive number of milliseconds.
+    pub fn millis(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.parse(var, default, |v| match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
+            _ => Err(format!("expected a positive number of milliseconds, got {v:?}")),
+        })
+    }
+
+    pub fn io_driver(&self) -> Result<IoDriver, ConfigError> {
+        self.parse("IO_DRIVER", IoDriver::Auto, |v| match v {
+            "auto" => Ok(IoDriver::Auto),
+            "uring" | "io_uring" => Ok(IoDriver::Uring),
+            "epoll" => Ok(IoDriver::Epoll),
+            _ => Err(format!("expected auto, uring or epoll, got {v:?}")),
+        })
+    }
+
+    pub fn addr(&self, var: &'static str, default: &str) -> Result<Addr, ConfigError> {
+        let v = self.get(var).unwrap_or_else(|| default.to_string());
+        Addr::parse(v.trim()).map_err(|reason| ConfigError { var, reason })
+    }
+}
+
+/// CPUs this process may use: the affinity mask, capped by the cgroup CPU quota
+/// (Rust's `available_parallelism` reads both), at least 1.
+pub fn default_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gateway".to_string())
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars(|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Config, ConfigError> {
+        let url = |var: &'static str, default: &str| -> Result<Addr, ConfigError> {
+            let s = v.get(var).unwrap_or_else(|| default.to_string());
+            Addr::parse_url(s.trim()).map_err(|reason| ConfigError { var, reason })
+        };
+        let processors = [
+            url("PROCESSOR_DEFAULT_URL", "http://payment-processor-default:8080")?,
+            url("PROCESSOR_FALLBACK_URL", "http://payment-processor-fallback:8080")?,
+        ];
+        let peers = v.parse("PEERS", Vec::new(), |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(Addr::parse)
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let ledger = match v.get("REDIS_URL") {
+            Some(url) => {
+                if !peers.is_empty() {
+                    return Err(ConfigError {
+                        var: "PEERS",
+                        reason: "PEERS is for the memory ledger; with REDIS_URL every \
+                                 instance already shares one ledger"
+                            .to_string(),
+                    });
+                }
+                LedgerConfig::Redis(
+                    RedisTarget::parse(url.trim())
+                        .map_err(|reason| ConfigError { var: "REDIS_URL", reason })?,
+                )
+            }
+            None => LedgerConfig::Memory { peers },
+        };
+        Ok(Config {
+            listen: v.addr("LISTEN", "0.0.0.0:8080")?,
+            processors,
+            ledger,
+            instance_id: v.get("INSTANCE_ID").map(|s| s.trim().to_string()).unwrap_or_else(hostname),
+            cores: v.count("CORES", default_cores())?,
+            io_driver: v.io_driver()?,
+            workers_per_core: v.count("WORKERS_PER_CORE", DEFAULT_WORKERS_PER_CORE)?,
+            queue_capacity: v.count("QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY)?,
+            processor_timeout: v.millis("PROCESSOR_TIMEOUT_MS", DEFAULT_PROCESSOR_TIMEOUT)?,
+            request_timeout: v.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
+            idle_timeout: v.millis("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT)?,
+            uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
+            retry_delay: v.millis("RETRY_DELAY_MS", DEFAULT_RETRY_DELAY)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_vars(&Vars(move |k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.listen, Addr::Tcp { host: "0.0.0.0".into(), port: 8080 });
+        assert_eq!(
+            c.processors[0],
+            Addr::Tcp { host: "payment-processor-default".into(), port: 8080 }
+        );
+        assert_eq!(c.ledger, LedgerConfig::Memory { peers: vec![] });
+        assert_eq!(c.io_driver, IoDriver::Auto);
+        assert!(c.cores >= 1);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("CORES", "0"),
+            ("CORES", "two"),
+            ("IO_DRIVER", "kqueue"),
+            ("LISTEN", "nowhere"),
+            ("PEERS", "a:1,b"),
+            ("PROCESSOR_DEFAULT_URL", "https://x:1"),
+            ("PROCESSOR_FALLBACK_URL", "ftp://x"),
+            ("REDIS_URL", "http://x"),
+            ("WORKERS_PER_CORE", "-3"),
+            ("QUEUE_CAPACITY", "0"),
+            ("PROCESSOR_TIMEOUT_MS", "1.5"),
+            ("REQUEST_TIMEOUT_MS", "0"),
+        ];
+        for (var, value) in cases {
+            let err = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(&err.var, var, "{var}={value} gave {err}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn peers_and_redis_are_exclusive() {
+        let err = cfg(&[("PEERS", "unix:/tmp/a.sock"), ("REDIS_URL", "redis://r:6379")]).unwrap_err();
+        assert_eq!(err.var, "PEERS");
+        let c = cfg(&[("PEERS", "unix:/tmp/a.sock, 10.0.0.2:8080")]).unwrap();
+        assert_eq!(
+            c.ledger,
+            LedgerConfig::Memory {
+                peers: vec![
+                    Addr::Unix("/tmp/a.sock".into()),
+                    Addr::Tcp { host: "10.0.0.2".into(), port: 8080 }
+                ]
+            }
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The gateway's assembly: instance-wide state, per-core state, and startup.
+//!
+//! Instance-wide ([`Shared`], behind `Arc`): the configuration, the set of accepted
+//! correlationIds (so a payment accepted twice is queued once), and the memory
+//! ledger's records. Per core ([`Core`], behind `Rc`): the backlog, the processor
+//! connection pools, the ledger handle. Only the two instance-wide maps cross threads,
+//! each behind one mutex held for a single hash operation.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use crate::api::Api;
+use crate::config::{Config, LedgerConfig};
+use crate::http::client::Client;
+use crate::ledger::memory::{MemoryLedger, MemoryStore};
+use crate::ledger::redis::RedisLedger;
+use crate::ledger::Ledger;
+use crate::queue::Backlog;
+use crate::runtime::{self, Driver};
+use crate::server::{self, StdListener, Timeouts};
+
+/// Hashes a correlationId, already a uniformly random 128-bit value, by folding it.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+/// Set of correlationIds.
+pub type IdSet = HashSet<u128, BuildHasherDefault<IdHasher>>;
+
+/// State shared by every core of this instance.
+pub struct Shared {
+    pub config: Config,
+    /// correlationIds this instance accepted (queued once each).
+    accepted: Mutex<IdSet>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        Shared { config, accepted: Mutex::new(IdSet::default()) }
+    }
+
+    /// Marks `id` accepted; false when it already was.
+    pub fn accept(&self, id: u128) -> bool {
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+    }
+
+    /// Forgets an acceptance whose payment could not be queued.
+    pub fn unaccept(&self, id: u128) {
+        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+/// One core's state.
+pub struct Core<L> {
+    pub shared: Arc<Shared>,
+    /// Same as `shared.config`, for brevity.
+    pub config: Config,
+    pub backlog: Backlog,
+    pub ledger: L,
+    /// Connection pools to the processors, by `Processor::index`.
+    pub processors: [Client; 2],
+}
+
+impl<L: Ledger> Core<L> {
+    pub fn new(shared: Arc<Shared>, ledger: L) -> Core<L> {
+        let config = shared.config.clone();
+        let idle = config.workers_per_core;
+        Core {
+            backlog: Backlog::new(config.queue_capacity),
+            processors: [
+                Client::new(config.processors[0].clone(), idle),
+                Client::new(config.processors[1].clone(), idle),
+            ],
+            ledger,
+            config,
+            shared,
+        }
+    }
+}
+
+/// Binds, starts one runtime per core, and serves until the process ends. Errors are
+/// startup errors, worded for the user.
+pub fn run(config: Config) -> Result<(), String> {
+    crate::log::set_name(&config.instance_id);
+    let driver = runtime::resolve(config.io_driver)?;
+    let (listeners, bound) = server::bind(&config.listen, config.cores)
+        .map_err(|e| format!("LISTEN: cannot listen on {}: {e}", config.listen))?;
+    let ledger_name = match &config.ledger {
+        LedgerConfig::Memory { peers } => format!("memory ({} peers)", peers.len()),
+        LedgerConfig::Redis(t) => format!("redis at {t}"),
+    };
+    crate::log!(
+        "listening on {bound}; io driver {}; {} cores; {} workers per core; ledger {ledger_name}; \
+         processors {} and {}",
+        driver.name(),
+        config.cores,
+        config.workers_per_core,
+        config.processors[0],
+        config.processors[1],
+    );
+    let listeners: Arc<Mutex<Vec<Option<StdListener>>>> =
+        Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    let shared = Arc::new(Shared::new(config));
+    match shared.config.ledger.clone() {
+        LedgerConfig::Memory { peers } => {
+            let store = Arc::new(MemoryStore::default());
+            start(driver, shared, listeners, move || MemoryLedger::new(store.clone(), &peers));
+        }
+        LedgerConfig::Redis(target) => {
+            start(driver, shared, listeners, move || RedisLedger::new(target.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn start<L, F>(driver: Driver, shared: Arc<Shared>, listeners: Arc<Mutex<Vec<Option<StdListener>>>>, make_ledger: F)
+where
+    L: Ledger + 'static,
+    F: Fn() -> L + Send + Sync + Clone + 'static,
+{
+    let cores = shared.config.cores;
+    let timeouts = Timeouts { request: shared.config.request_timeout, idle: shared.config.idle_timeout };
+    runtime::run_per_core(cores, driver, move |core_id| {
+        let shared = shared.clone();
+        let listeners = listeners.clone();
+        let make_ledger = make_ledger.clone();
+        async move {
+            let std_listener = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
+            let listener = match std_listener.map(StdListener::into_monoio) {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => {
+                    crate::log!("core {core_id}: cannot use the listener: {e}");
+                    std::process::exit(1);
+                }
+                None => return,
+            };
+            let core = Rc::new(Core::new(shared, make_ledger()));
+            monoio::spawn({
+                let core = core.clone();
+                async move { core.backlog.run_timer().await }
+            });
+            for _ in 0..core.config.workers_per_core {
+                monoio::spawn(crate::worker::run(core.clone()));
+            }
+            server::serve(listener, Rc::new(Api::new(core)), timeouts).await;
+        }
+    });
+}

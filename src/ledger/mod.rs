@@ -1,0 +1,116 @@
+//! The ledger: every payment a processor settled, keyed by correlationId.
+//!
+//! Two implementations sit behind [`Ledger`]:
+//! - [`memory::MemoryLedger`]: this instance's records in memory; the cluster-wide
+//!   summary adds the peers' partial sums fetched over the internal endpoint;
+//! - [`redis::RedisLedger`]: one shared ledger in Redis for every instance.
+//!
+//! A record is written once per correlationId: recording it again is a no-op, so an
+//! outcome learned twice (a retry answered 422, a peer's duplicate) is never counted
+//! twice.
+
+pub mod memory;
+pub mod redis;
+
+use crate::processor::Processor;
+use crate::time::Micros;
+
+/// One settled payment: the processor that charged it and the `requestedAt` it stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// The correlationId as a 128-bit UUID value.
+    pub id: u128,
+    pub processor: Processor,
+    /// The `requestedAt` the processor stored, in microseconds since the Unix epoch.
+    pub requested_at: Micros,
+    /// The amount the processor stored, in cents.
+    pub cents: i64,
+}
+
+/// Count and sum of one processor's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub count: u64,
+    pub cents: i64,
+}
+
+impl Totals {
+    pub fn add(&mut self, other: Totals) {
+        self.count += other.count;
+        self.cents += other.cents;
+    }
+}
+
+/// Totals per processor, as `GET /payments-summary` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub default: Totals,
+    pub fallback: Totals,
+}
+
+impl Summary {
+    pub fn add(&mut self, other: Summary) {
+        self.default.add(other.default);
+        self.fallback.add(other.fallback);
+    }
+
+    pub fn totals_mut(&mut self, p: Processor) -> &mut Totals {
+        match p {
+            Processor::Default => &mut self.default,
+            Processor::Fallback => &mut self.fallback,
+        }
+    }
+}
+
+/// An inclusive `requestedAt` window; `None` means unbounded on that side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<Micros>,
+    pub to: Option<Micros>,
+}
+
+impl Window {
+    pub const ALL: Window = Window { from: None, to: None };
+
+    pub fn contains(&self, t: Micros) -> bool {
+        self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|e| t <= e)
+    }
+}
+
+/// Why a ledger operation failed. The caller decides whether to retry (records) or to
+/// answer 503 (summaries, purges): a ledger never answers with a partial number.
+#[derive(Debug)]
+pub enum LedgerError {
+    /// Redis could not be reached or answered with an error.
+    Redis(String),
+    /// A peer gateway could not be asked (memory mode).
+    Peer { peer: String, reason: String },
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::Redis(e) => write!(f, "redis: {e}"),
+            LedgerError::Peer { peer, reason } => write!(f, "peer {peer}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for LedgerError {}
+
+/// The ledger as one core's tasks see it. Implementations are per-core handles
+/// (`!Send` is fine); state shared between cores lives behind them.
+#[allow(async_fn_in_trait)]
+pub trait Ledger {
+    /// Records a settled payment. Returns `false` when that correlationId was already
+    /// recorded (the first record stands).
+    async fn record(&self, rec: Record) -> Result<bool, LedgerError>;
+    /// Totals over the whole cluster (this instance plus its peers, or Redis).
+    async fn summary(&self, window: Window) -> Result<Summary, LedgerError>;
+    /// Totals of what this handle can see without asking peers.
+    async fn local_summary(&self, window: Window) -> Result<Summary, LedgerError>;
+    /// Forgets every record in the cluster.
+    async fn purge(&self) -> Result<(), LedgerError>;
+    /// Forgets this instance's records only.
+    async fn local_purge(&self) -> Result<(), LedgerError>;
+}

@@ -1,0 +1,51 @@
+//! Rinha de Backend 2025 payment gateway.
+//!
+//! # Architecture map
+//!
+//! ```text
+//! client ──► server ──► api ──► queue (per-core backlog) ──► worker ──► processor ──► http::client
+//!                        │                                      │
+//!                        └── ledger (summary, purge) ◄──────────┘ (record settled payments)
+//! ```
+//!
+//! Request path (one monoio runtime per core, [`runtime`]):
+//! - [`server`]: binds (SO_REUSEPORT per core for TCP), accepts, and runs the
+//!   connection loop: read, parse every complete request, answer, write once.
+//! - [`http::request`]: our HTTP/1.1 parser (`Status::Partial` is not an error; named
+//!   limits give 431/413/411/400). [`http::response`]: pre-serialized answers.
+//! - [`api`]: the endpoints. `POST /payments` validates ([`payment`], [`money`]),
+//!   marks the correlationId accepted ([`gateway::Shared`]), pushes on the core's
+//!   [`queue::Backlog`] and answers a constant 202.
+//!
+//! Payment path:
+//! - [`worker`]: processor-client tasks drain the backlog and settle each payment by
+//!   the exactly-once rules (fixed `requestedAt` per processor, 422 proven by lookup,
+//!   uncertain outcomes pinned to their processor).
+//! - [`processor`]: the processor API calls over [`http::client`] (keep-alive pools,
+//!   [`addr`] for TCP or Unix targets).
+//! - [`ledger`]: settled payments keyed by correlationId; [`ledger::memory`] (per
+//!   instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared,
+//!   over [`resp`]).
+//!
+//! Around them: [`config`] (environment variables, errors naming the variable),
+//! [`gateway`] (per-instance and per-core state, startup), [`time`] (ISO-8601 in
+//! microseconds), [`log`], and [`sim`], the payment-processor simulator behind the
+//! `processor-sim` binary.
+
+pub mod addr;
+pub mod api;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod ledger;
+pub mod log;
+pub mod money;
+pub mod payment;
+pub mod processor;
+pub mod queue;
+pub mod resp;
+pub mod runtime;
+pub mod server;
+pub mod sim;
+pub mod time;
+pub mod worker;

@@ -1,0 +1,177 @@
+//! A payment from intake to settlement: the request body it comes from, and the
+//! lifecycle the processor-client tasks drive.
+//!
+//! ```text
+//! Queued ──► in flight to P (requestedAt fixed for P) ──► Done        (200, or 422 proven ours: recorded)
+//!                   │                                 └─► Done        (422 charged by someone else: nothing)
+//!                   ├─ 500 / 429 / refused ──► Queued again (P did not store it)
+//!                   └─ timeout / lost connection ──► Uncertain{P} ──► only P, same requestedAt,
+//!                                                                     until P settles it or a
+//!                                                                     GET /payments/{id} 404 after the
+//!                                                                     settle time frees it
+//! ```
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::money::{self, Cents};
+use crate::processor::Processor;
+use crate::time::Micros;
+
+/// Where a payment is between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No attempt may still land: any processor may be tried.
+    Queued,
+    /// An attempt on `processor` timed out or lost its connection at `since`: it may
+    /// still be stored there, so only that processor may be tried until it is settled.
+    Uncertain { processor: Processor, since: monoio::time::Instant },
+}
+
+/// A payment accepted by this instance and not yet settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: u128,
+    pub cents: Cents,
+    /// The `requestedAt` sent to each processor (by `Processor::index`), fixed at the
+    /// first attempt there and reused for every retry, so that whatever a processor
+    /// stored is always known.
+    pub requested_at: [Option<Micros>; 2],
+    pub stage: Stage,
+}
+
+impl Payment {
+    pub fn new(id: u128, cents: Cents) -> Payment {
+        Payment { id, cents, requested_at: [None, None], stage: Stage::Queued }
+    }
+}
+
+/// Why a `POST /payments` body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not a JSON object with the two fields (serde's message says where).
+    Json(String),
+    CorrelationId,
+    Amount(money::AmountError),
+}
+
+impl BodyError {
+    /// 400 for a body that is not the expected JSON, 422 for well-formed JSON with a
+    /// bad value.
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::Json(_) => 400,
+            BodyError::CorrelationId | BodyError::Amount(_) => 422,
+        }
+    }
+
+    pub fn reason(&self) -> Cow<'static, str> {
+        match self {
+            BodyError::Json(m) => Cow::Owned(format!("invalid JSON body: {m}")),
+            BodyError::CorrelationId => Cow::Borrowed("correlationId must be a UUID"),
+            BodyError::Amount(e) => Cow::Borrowed(e.reason()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(rename = "correlationId", borrow)]
+    correlation_id: Cow<'a, str>,
+    #[serde(borrow)]
+    amount: &'a RawValue,
+}
+
+/// Validates a `POST /payments` body: `correlationId` a UUID, `amount` a JSON number
+/// that is positive once rounded half-to-even to cents (as the processor stores it).
+/// Unknown fields are ignored; a repeated field is an error.
+pub fn parse_body(body: &[u8]) -> Result<(u128, Cents), BodyError> {
+    let parsed: Body<'_> =
+        serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
+    let id = uuid::Uuid::try_parse(&parsed.correlation_id)
+        .map_err(|_| BodyError::CorrelationId)?
+        .as_u128();
+    let cents = money::parse_amount(parsed.amount.get().as_bytes()).map_err(BodyError::Amount)?;
+    Ok((id, cents))
+}
+
+/// Appends the body sent to a processor:
+/// `{"correlationId":"…","amount":19.90,"requestedAt":"…"}`.
+pub fn write_processor_body(out: &mut Vec<u8>, id: u128, cents: Cents, requested_at: Micros) {
+    out.extend_from_slice(b"{\"correlationId\":\"");
+    write_uuid(out, id);
+    out.extend_from_slice(b"\",\"amount\":");
+    money::write_cents(out, cents);
+    out.extend_from_slice(b",\"requestedAt\":\"");
+    crate::time::write_iso(out, requested_at);
+    out.extend_from_slice(b"\"}");
+}
+
+/// Appends the hyphenated lowercase form of a UUID.
+pub fn write_uuid(out: &mut Vec<u8>, id: u128) {
+    let mut buf = uuid::Uuid::encode_buffer();
+    out.extend_from_slice(uuid::Uuid::from_u128(id).hyphenated().encode_lower(&mut buf).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3";
+
+    #[test]
+    fn bodies() {
+        let ok = |b: &str| parse_body(b.as_bytes());
+        let id = uuid::Uuid::parse_str(ID).unwrap().as_u128();
+        assert_eq!(ok(&format!(r#"{{"correlationId":"{ID}","amount":19.90}}"#)), Ok((id, 1990)));
+        assert_eq!(
+            ok(&format!(r#" {{ "amount" : 20.05 , "correlationId" : "{ID}", "x": [1] }} "#)),
+            Ok((id, 2005))
+        );
+        assert_eq!(ok(&format!(r#"{{"correlationId":"{ID}","amount":0.015}}"#)), Ok((id, 2)));
+        let upper = ID.to_uppercase();
+        assert_eq!(ok(&format!(r#"{{"correlationId":"{upper}","amount":1}}"#)), Ok((id, 100)));
+
+        let status = |b: &str| parse_body(b.as_bytes()).unwrap_err().status();
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"amount":1}"#,
+            &format!(r#"{{"correlationId":"{ID}"}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":1,"amount":2}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":1}} trailing"#),
+            r#"{"correlationId":7,"amount":1}"#,
+        ] {
+            assert_eq!(status(bad), 400, "{bad}");
+        }
+        for bad in [
+            r#"{"correlationId":"nope","amount":1}"#,
+            r#"{"correlationId":"","amount":1}"#,
+            &format!(r#"{{"correlationId":"{ID}","amount":"19.90"}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":null}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":0}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":-5}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":0.004}}"#),
+            &format!(r#"{{"correlationId":"{ID}","amount":1e300}}"#),
+        ] {
+            assert_eq!(status(bad), 422, "{bad}");
+        }
+    }
+
+    #[test]
+    fn processor_body() {
+        let id = uuid::Uuid::parse_str(ID).unwrap().as_u128();
+        let mut out = Vec::new();
+        write_processor_body(&mut out, id, 1990, 1_752_150_896_123_456);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                r#"{{"correlationId":"{ID}","amount":19.90,"requestedAt":"2025-07-10T12:34:56.123456Z"}}"#
+            )
+        );
+    }
+}

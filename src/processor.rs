@@ -1,0 +1,162 @@
+//! The two payment processors and the calls the gateway makes to them.
+
+/// Which processor charged (or is asked to charge) a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Processor {
+    /// The cheap one.
+    Default,
+    /// The dear one.
+    Fallback,
+}
+
+impl Processor {
+    pub const ALL: [Processor; 2] = [Processor::Default, Processor::Fallback];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Processor::Default => "default",
+            Processor::Fallback => "fallback",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn other(self) -> Processor {
+        match self {
+            Processor::Default => Processor::Fallback,
+            Processor::Fallback => Processor::Default,
+        }
+    }
+}
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::http::client::Client;
+use crate::money::Cents;
+use crate::payment::{write_processor_body, write_uuid};
+use crate::time::{parse_iso, Micros, Round};
+
+/// Header lines sent with every `POST /payments` (ASP.NET binds JSON bodies only with
+/// this content type).
+const JSON_HEADERS: &str = "Content-Type: application/json\r\n";
+
+/// What one `POST /payments` attempt tells about the payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// 200: stored now, with the `requestedAt` we sent.
+    Charged,
+    /// 422: already stored there, by an earlier attempt of ours or by someone else.
+    AlreadyThere,
+    /// Not stored by this attempt: 500 (failing), 429 (overloaded), another definite
+    /// refusal, or a connection that was never made. Carries the status (0: no
+    /// connection).
+    NotCharged(u16),
+    /// Timed out or lost the connection after sending: it may yet be stored.
+    Unknown,
+}
+
+/// Sends one payment attempt.
+pub async fn post_payment(
+    client: &Client,
+    id: u128,
+    cents: Cents,
+    requested_at: Micros,
+    timeout: Duration,
+) -> PostOutcome {
+    let mut body = Vec::with_capacity(128);
+    write_processor_body(&mut body, id, cents, requested_at);
+    match client.request("POST", "/payments", JSON_HEADERS, &body, timeout).await {
+        Ok(r) => classify(r.status),
+        Err(e) if e.not_sent() => PostOutcome::NotCharged(0),
+        Err(_) => PostOutcome::Unknown,
+    }
+}
+
+/// Maps a `POST /payments` status to its meaning (`spec/processor.md`): only 200
+/// stores; 422 means stored before; 500 and 429 and other refusals store nothing. A
+/// status the processor never sends itself (a proxy's 502 or 504) proves nothing.
+pub fn classify(status: u16) -> PostOutcome {
+    match status {
+        200..=299 => PostOutcome::Charged,
+        422 => PostOutcome::AlreadyThere,
+        400..=499 | 500 | 503 => PostOutcome::NotCharged(status),
+        _ => PostOutcome::Unknown,
+    }
+}
+
+/// What `GET /payments/{id}` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Stored, with this `requestedAt` and amount.
+    Found { requested_at: Micros, cents: Option<Cents> },
+    NotFound,
+    /// No answer, or one that could not be read.
+    Unknown,
+}
+
+#[derive(Deserialize)]
+struct Stored<'a> {
+    #[serde(rename = "requestedAt", borrow)]
+    requested_at: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    amount: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Asks a processor whether it stored a payment.
+pub async fn get_payment(client: &Client, id: u128, timeout: Duration) -> Lookup {
+    let mut path = b"/payments/".to_vec();
+    write_uuid(&mut path, id);
+    let path = String::from_utf8(path).unwrap_or_default();
+    match client.request("GET", &path, "", b"", timeout).await {
+        Ok(r) if r.status == 404 => Lookup::NotFound,
+        Ok(r) if r.status == 200 => parse_lookup(&r.body),
+        _ => Lookup::Unknown,
+    }
+}
+
+fn parse_lookup(body: &[u8]) -> Lookup {
+    let Ok(s) = serde_json::from_slice::<Stored<'_>>(body) else {
+        return Lookup::Unknown;
+    };
+    match parse_iso(s.requested_at.as_bytes(), Round::Down) {
+        Ok(requested_at) => Lookup::Found {
+            requested_at,
+            cents: s.amount.and_then(|a| crate::money::parse_amount(a.get().as_bytes()).ok()),
+        },
+        Err(_) => Lookup::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(classify(200), PostOutcome::Charged);
+        assert_eq!(classify(422), PostOutcome::AlreadyThere);
+        assert_eq!(classify(500), PostOutcome::NotCharged(500));
+        assert_eq!(classify(429), PostOutcome::NotCharged(429));
+        assert_eq!(classify(400), PostOutcome::NotCharged(400));
+        assert_eq!(classify(502), PostOutcome::Unknown);
+        assert_eq!(classify(504), PostOutcome::Unknown);
+    }
+
+    #[test]
+    fn lookups() {
+        let body = br#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.9,"requestedAt":"2025-07-10T12:34:56.123456Z"}"#;
+        assert_eq!(
+            parse_lookup(body),
+            Lookup::Found { requested_at: 1_752_150_896_123_456, cents: Some(1990) }
+        );
+        // PostgreSQL timestamps come back without a zone: UTC.
+        let body = br#"{"requestedAt":"2025-07-10T12:34:56.123456","amount":1}"#;
+        assert!(matches!(parse_lookup(body), Lookup::Found { requested_at: 1_752_150_896_123_456, .. }));
+        assert_eq!(parse_lookup(b"{}"), Lookup::Unknown);
+        assert_eq!(parse_lookup(br#"{"requestedAt":"yesterday"}"#), Lookup::Unknown);
+    }
+}

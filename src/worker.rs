@@ -1,0 +1,136 @@
+//! Processor-client tasks: each takes a payment from its core's backlog, sends it to
+//! a processor, and settles it by the rules of "The payment's life" in `design.md`:
+//!
+//! - `requestedAt` is fixed per processor at the first attempt there and reused, so
+//!   whatever a processor stored is known;
+//! - 200 records the payment; 422 records it only when a lookup proves the stored
+//!   attempt was ours (same `requestedAt`), otherwise someone else charged it;
+//! - 500, 429 and refused connections stored nothing: another processor may be tried;
+//! - a timeout or a lost connection leaves the payment uncertain on that processor:
+//!   only that processor is tried, with the same `requestedAt`, until it answers, or
+//!   until `GET /payments/{id}` answers 404 after the settle time, when no attempt can
+//!   still be inside the processor. A payment is never charged by both.
+//!
+//! Routing here is simple: default first, fallback when default refuses.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::time::Instant;
+
+use crate::gateway::Core;
+use crate::ledger::{Ledger, Record};
+use crate::payment::{Payment, Stage};
+use crate::processor::{get_payment, post_payment, Lookup, PostOutcome, Processor};
+use crate::time::now_micros;
+
+/// Pause between attempts to write a settled payment to an unreachable ledger (Redis
+/// restarting): the record must land, and this keeps a dead Redis from being hammered.
+const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The result of one step on a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Settled: recorded, or known to be charged by someone else.
+    Done,
+    /// This processor did not store it, and no earlier attempt can still land there:
+    /// the payment is free to go anywhere.
+    Refused,
+    /// Try again later on the same processor (uncertain, or not resolvable yet).
+    Later,
+}
+
+/// Runs one processor-client task forever.
+pub async fn run<L: Ledger>(core: Rc<Core<L>>) {
+    loop {
+        let p = core.backlog.pop().await;
+        handle(&core, p).await;
+    }
+}
+
+async fn handle<L: Ledger>(core: &Core<L>, mut p: Payment) {
+    let first = match p.stage {
+        Stage::Uncertain { processor, .. } => processor,
+        Stage::Queued => Processor::Default,
+    };
+    let mut step = attempt(core, &mut p, first).await;
+    if step == Step::Refused && first == Processor::Default {
+        step = attempt(core, &mut p, Processor::Fallback).await;
+    }
+    match step {
+        Step::Done => {}
+        Step::Refused | Step::Later => {
+            core.backlog.retry_at(Instant::now() + core.config.retry_delay, p);
+        }
+    }
+}
+
+/// One attempt on `target`.
+async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) -> Step {
+    let slot = &mut p.requested_at[target.index()];
+    let attempted_before = slot.is_some();
+    let requested_at = *slot.get_or_insert_with(now_micros);
+    let client = &core.processors[target.index()];
+    match post_payment(client, p.id, p.cents, requested_at, core.config.processor_timeout).await {
+        PostOutcome::Charged => {
+            record(core, Record { id: p.id, processor: target, requested_at, cents: p.cents }).await;
+            Step::Done
+        }
+        PostOutcome::AlreadyThere if attempted_before => resolve(core, p, target).await,
+        PostOutcome::AlreadyThere => {
+            // Never sent there by us, yet stored: charged by another instance (the
+            // same correlationId was accepted twice). It is theirs to record.
+            Step::Done
+        }
+        PostOutcome::NotCharged(_) => match p.stage {
+            Stage::Uncertain { processor, .. } if processor == target => resolve(core, p, target).await,
+            _ => Step::Refused,
+        },
+        PostOutcome::Unknown => {
+            p.stage = Stage::Uncertain { processor: target, since: Instant::now() };
+            Step::Later
+        }
+    }
+}
+
+/// Asks `target` whether it stored the payment, and settles what the answer allows.
+async fn resolve<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) -> Step {
+    let ours = p.requested_at[target.index()];
+    let client = &core.processors[target.index()];
+    match get_payment(client, p.id, core.config.processor_timeout).await {
+        Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
+            record(core, Record { id: p.id, processor: target, requested_at, cents: p.cents }).await;
+            Step::Done
+        }
+        // Stored with another requestedAt: another instance charged it.
+        Lookup::Found { .. } => Step::Done,
+        Lookup::NotFound => match p.stage {
+            Stage::Uncertain { processor, since } if processor == target => {
+                if since.elapsed() < core.config.uncertain_settle {
+                    // An uncertain attempt may still be waiting inside the processor.
+                    Step::Later
+                } else {
+                    p.stage = Stage::Queued;
+                    Step::Refused
+                }
+            }
+            // A 422 said it is there, the lookup says it is not (a purge in between):
+            // ask again later rather than guess.
+            _ => Step::Later,
+        },
+        Lookup::Unknown => Step::Later,
+    }
+}
+
+/// Writes a settled payment to the ledger, retrying until it lands.
+async fn record<L: Ledger>(core: &Core<L>, rec: Record) {
+    loop {
+        match core.ledger.record(rec).await {
+            Ok(_) => return,
+            Err(e) => {
+                crate::log!("recording a settled payment failed, retrying: {e}");
+                monoio::time::sleep(RECORD_RETRY_PAUSE).await;
+            }
+        }
+    }
+}

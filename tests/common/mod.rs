@@ -1,0 +1,361 @@
+//! Test harness: the real binaries (gateway, processor-sim) and a real redis-server as
+//! child processes on ephemeral ports or Unix sockets in a per-test directory, and a
+//! blocking HTTP client that speaks raw bytes.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long any wait in a test may last before the test fails: generous, since it only
+/// bounds a hang, and machines under load are slow.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+/// Socket read timeout of the test client.
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
+pub const TOKEN: &str = "123";
+
+/// A directory of its own for one test, removed at the end.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "gw-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn sock(&self, name: &str) -> String {
+        format!("unix:{}", self.0.join(name).display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed when dropped; its stderr is kept and shown if the test fails.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+    /// Where it listens, as its startup line says: "host:port" or "unix:/path".
+    pub addr: String,
+}
+
+impl Proc {
+    /// Starts `bin` with `env` and waits for its "listening on <addr>" line.
+    pub fn start(name: &str, bin: &str, env: &[(&str, String)]) -> Proc {
+        let mut cmd = Command::new(bin);
+        cmd.env_clear()
+            .env("INSTANCE_ID", name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        if let Some(tx) = tx.take() {
+                            let addr = rest.split(';').next().unwrap_or("").trim().to_string();
+                            let _ = tx.send(addr);
+                        }
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(PATIENCE) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{name} did not start; its log:\n{}", log.lock().unwrap());
+            }
+        };
+        Proc { name: name.to_string(), child, log, addr }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- log of {} ----\n{}", self.name, self.log());
+        }
+    }
+}
+
+pub fn gateway_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gateway")
+}
+
+pub fn sim_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_processor-sim")
+}
+
+/// Starts a processor simulator on an ephemeral TCP port.
+pub fn sim(name: &str, fee: &str, extra: &[(&str, String)]) -> Proc {
+    let mut env = vec![
+        ("LISTEN", "127.0.0.1:0".to_string()),
+        ("TRANSACTION_FEE", fee.to_string()),
+        ("IO_DRIVER", "epoll".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    Proc::start(name, sim_bin(), &env)
+}
+
+/// A running redis-server on a Unix socket in `dir`, with no TCP port.
+pub fn redis(dir: &TempDir) -> Proc {
+    let path = dir.0.join("redis.sock");
+    let mut child = Command::new("redis-server")
+        .args(["--port", "0", "--unixsocket"])
+        .arg(&path)
+        .args(["--save", "", "--appendonly", "no"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed (.ci/run installs it)");
+    let start = Instant::now();
+    while UnixStream::connect(&path).is_err() {
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("redis-server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Proc {
+        name: "redis".into(),
+        child,
+        log: Arc::new(Mutex::new(String::new())),
+        addr: format!("unix:{}", path.display()),
+    }
+}
+
+/// Raw connection to "host:port" or "unix:/path".
+pub enum Conn {
+    Tcp(std::net::TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    pub fn open(addr: &str) -> Conn {
+        let c = match addr.strip_prefix("unix:") {
+            Some(p) => Conn::Unix(UnixStream::connect(p).unwrap_or_else(|e| panic!("{addr}: {e}"))),
+            None => {
+                let s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+                s.set_nodelay(true).unwrap();
+                Conn::Tcp(s)
+            }
+        };
+        match &c {
+            Conn::Tcp(s) => s.set_read_timeout(Some(IO_TIMEOUT)).unwrap(),
+            Conn::Unix(s) => s.set_read_timeout(Some(IO_TIMEOUT)).unwrap(),
+        }
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        match self {
+            Conn::Tcp(s) => s.write_all(bytes).unwrap(),
+            Conn::Unix(s) => s.write_all(bytes).unwrap(),
+        }
+    }
+
+    pub fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+
+    /// Reads one response: (status, head text, body).
+    pub fn response(&mut self, pending: &mut Vec<u8>) -> Option<Response> {
+        loop {
+            if let Some(r) = take_response(pending) {
+                return Some(r);
+            }
+            let mut buf = [0u8; 8192];
+            match self.read_some(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Reads until the peer closes; returns everything read.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.read_some(&mut buf) {
+                Ok(0) | Err(_) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Splits one complete Content-Length response off the front of `pending`.
+pub fn take_response(pending: &mut Vec<u8>) -> Option<Response> {
+    let end = pending.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&pending[..end]).to_string();
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    if pending.len() < end + len {
+        return None;
+    }
+    let body = pending[end..end + len].to_vec();
+    pending.drain(..end + len);
+    Some(Response { status, head, body })
+}
+
+/// One request on a new connection.
+pub fn request(addr: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> Response {
+    let mut c = Conn::open(addr);
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    c.send(&req);
+    c.response(&mut Vec::new()).unwrap_or_else(|| panic!("no answer from {addr} to {method} {path}"))
+}
+
+pub fn get(addr: &str, path: &str) -> Response {
+    request(addr, "GET", path, "", b"")
+}
+
+pub fn post_json(addr: &str, path: &str, body: &str) -> Response {
+    request(addr, "POST", path, "Content-Type: application/json\r\n", body.as_bytes())
+}
+
+pub fn admin(addr: &str, method: &str, path: &str, body: &str) -> Response {
+    request(addr, method, path, &format!("X-Rinha-Token: {TOKEN}\r\n"), body.as_bytes())
+}
+
+pub fn set_delay(sim: &Proc, ms: u64) {
+    let r = admin(&sim.addr, "PUT", "/admin/configurations/delay", &format!("{{\"delay\":{ms}}}"));
+    assert_eq!(r.status, 200);
+}
+
+pub fn set_failure(sim: &Proc, on: bool) {
+    let r = admin(&sim.addr, "PUT", "/admin/configurations/failure", &format!("{{\"failure\":{on}}}"));
+    assert_eq!(r.status, 200);
+}
+
+pub fn payment_body(id: &str, amount: &str) -> String {
+    format!("{{\"correlationId\":\"{id}\",\"amount\":{amount}}}")
+}
+
+/// A deterministic, distinct UUID for test payment `n` of test `tag`.
+pub fn uuid(tag: u16, n: u32) -> String {
+    format!("{:08x}-{:04x}-4000-8000-{:012x}", n, tag, u64::from(n) * 7919 + 1)
+}
+
+/// (count, cents) of one processor in a `GET /payments-summary` answer.
+pub fn totals(v: &serde_json::Value, processor: &str) -> (u64, i64) {
+    let t = &v[processor];
+    (t["totalRequests"].as_u64().unwrap(), cents(&t["totalAmount"]))
+}
+
+/// Exact cents from a JSON number with up to two decimals.
+pub fn cents(v: &serde_json::Value) -> i64 {
+    let s = v.to_string();
+    let (int, frac) = s.split_once('.').unwrap_or((&s, "0"));
+    let frac = format!("{frac:0<2}");
+    assert!(frac.len() == 2, "more than two decimals: {s}");
+    let neg = int.starts_with('-');
+    let c = int.trim_start_matches('-').parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap();
+    if neg { -c } else { c }
+}
+
+/// (count, cents) in a simulator's admin summary over [from, to].
+pub fn sim_totals(sim: &Proc, query: &str) -> (u64, i64) {
+    let r = admin(&sim.addr, "GET", &format!("/admin/payments-summary{query}"), "");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    (v["totalRequests"].as_u64().unwrap(), cents(&v["totalAmount"]))
+}
+
+/// Polls `f` until it returns Some, failing the test after [`PATIENCE`].
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > PATIENCE {
+            panic!("gave up waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// An ISO-8601 UTC timestamp with microseconds for `t` (microseconds since the epoch).
+pub fn iso(t: i64) -> String {
+    let mut out = Vec::new();
+    gateway::time::write_iso(&mut out, t);
+    String::from_utf8(out).unwrap()
+}
+
+pub fn now_micros() -> i64 {
+    gateway::time::now_micros()
+}
+
+pub fn path_of(addr: &str) -> &Path {
+    Path::new(addr.strip_prefix("unix:").unwrap())
+}

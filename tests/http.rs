@@ -1,0 +1,204 @@
+//! The gateway's HTTP server as a client sees it, over real sockets, under both I/O
+//! drivers: keep-alive, pipelining, requests split at every byte, slow clients, the
+//! bounded queue, and startup errors.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+struct One {
+    gw: Proc,
+    default: Proc,
+    _fallback: Proc,
+}
+
+fn one(driver: &str, extra: &[(&str, String)]) -> One {
+    let default = sim("sim-default", "0.05", &[]);
+    let fallback = sim("sim-fallback", "0.15", &[]);
+    let mut env = vec![
+        ("LISTEN", "127.0.0.1:0".to_string()),
+        ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
+        ("PROCESSOR_FALLBACK_URL", format!("http://{}", fallback.addr)),
+        ("IO_DRIVER", driver.to_string()),
+        ("CORES", "2".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    let gw = Proc::start("gw", gateway_bin(), &env);
+    One { gw, default, _fallback: fallback }
+}
+
+fn payment_request(n: u32) -> Vec<u8> {
+    let body = payment_body(&uuid(10, n), "19.90");
+    format!("POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+
+fn pipelined_and_split(driver: &str) {
+    let o = one(driver, &[]);
+    // Pipelined: ten requests in one write, ten answers in order.
+    let mut conn = Conn::open(&o.gw.addr);
+    let mut all = Vec::new();
+    for n in 0..10 {
+        all.extend(payment_request(n));
+    }
+    all.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+    conn.send(&all);
+    let mut pending = Vec::new();
+    for _ in 0..10 {
+        let r = conn.response(&mut pending).unwrap();
+        assert_eq!(r.status, 202);
+        assert_eq!(r.head.as_bytes(), ACCEPTED, "the pre-serialized answer, byte for byte");
+    }
+    assert_eq!(conn.response(&mut pending).unwrap().status, 200);
+
+    // Byte by byte: one request dribbled one byte per write, on the same connection.
+    for b in payment_request(10) {
+        conn.send(&[b]);
+    }
+    let r = conn.response(&mut pending).unwrap();
+    assert_eq!(r.status, 202);
+
+    // Split at every position: two writes each.
+    let req = payment_request(11);
+    for cut in 1..req.len() {
+        let mut c = Conn::open(&o.gw.addr);
+        c.send(&req[..cut]);
+        std::thread::sleep(Duration::from_millis(1));
+        c.send(&req[cut..]);
+        let r = c.response(&mut Vec::new()).unwrap();
+        assert_eq!(r.status, 202, "cut at {cut}");
+    }
+    // Every one of those was the same payment: accepted once.
+    wait_for("12 payments", || {
+        let s = get(&o.gw.addr, "/payments-summary").json();
+        (totals(&s, "default").0 == 12).then_some(())
+    });
+    assert_eq!(sim_totals(&o.default, ""), (12, 12 * 1990));
+
+    // Connection: close is honoured, and HTTP/1.0 closes by default.
+    let mut c = Conn::open(&o.gw.addr);
+    c.send(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\n\r\n");
+    let bytes = c.read_to_close();
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "nothing after close: {text}");
+    assert!(text.contains("Connection: close"));
+    let mut c = Conn::open(&o.gw.addr);
+    c.send(b"GET /health HTTP/1.0\r\n\r\n");
+    assert!(String::from_utf8_lossy(&c.read_to_close()).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn pipelined_and_split_requests_uring() {
+    pipelined_and_split("uring");
+}
+
+#[test]
+fn pipelined_and_split_requests_epoll() {
+    pipelined_and_split("epoll");
+}
+
+fn slow_client_is_closed(driver: &str) {
+    let o = one(driver, &[("REQUEST_TIMEOUT_MS", "200".to_string())]);
+    let mut c = Conn::open(&o.gw.addr);
+    c.send(b"POST /payments HTTP/1.1\r\nContent-Le");
+    let bytes = c.read_to_close();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(text.contains("Connection: close"));
+    // A body that never completes is a slow client too.
+    let mut c = Conn::open(&o.gw.addr);
+    c.send(b"POST /payments HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"corr");
+    assert!(String::from_utf8_lossy(&c.read_to_close()).starts_with("HTTP/1.1 408 "));
+    // Nothing was queued.
+    assert_eq!(totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0, 0);
+}
+
+#[test]
+fn slow_client_times_out_uring() {
+    slow_client_is_closed("uring");
+}
+
+#[test]
+fn slow_client_times_out_epoll() {
+    slow_client_is_closed("epoll");
+}
+
+#[test]
+fn full_queue_answers_503_and_loses_nothing() {
+    // One core, one worker, a queue of one: with the processor slow, the first payment
+    // is in flight, the second waits in the queue, the third is refused.
+    let o = one(
+        "auto",
+        &[
+            ("CORES", "1".to_string()),
+            ("WORKERS_PER_CORE", "1".to_string()),
+            ("QUEUE_CAPACITY", "1".to_string()),
+        ],
+    );
+    set_delay(&o.default, 1500);
+    let post = |n| post_json(&o.gw.addr, "/payments", &payment_body(&uuid(11, n), "1"));
+    assert_eq!(post(1).status, 202);
+    wait_for("the first payment to be in flight", || {
+        let h = get(&o.gw.addr, "/health").json();
+        (h["queued"] == 0).then_some(())
+    });
+    assert_eq!(post(2).status, 202);
+    let r = post(3);
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error"].as_str().unwrap().contains("queue"));
+    set_delay(&o.default, 0);
+    wait_for("the two accepted payments", || {
+        (totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0 == 2).then_some(())
+    });
+    // The refused one was not remembered as accepted: sending it again queues it.
+    assert_eq!(post(3).status, 202);
+    wait_for("the third payment", || {
+        (totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0 == 3).then_some(())
+    });
+    assert_eq!(sim_totals(&o.default, ""), (3, 300));
+}
+
+#[test]
+fn health_answers() {
+    let o = one("auto", &[("INSTANCE_ID", "gw-health".to_string())]);
+    let r = get(&o.gw.addr, "/health");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["instance"], "gw-health");
+}
+
+#[test]
+fn bad_configuration_names_the_variable() {
+    let cases = [
+        ("CORES", "zero"),
+        ("IO_DRIVER", "kqueue"),
+        ("LISTEN", "not an address"),
+        ("PEERS", "unix:/a,nowhere"),
+        ("PROCESSOR_DEFAULT_URL", "https://secure:443"),
+        ("REDIS_URL", "http://redis"),
+        ("QUEUE_CAPACITY", "-1"),
+    ];
+    for (var, value) in cases {
+        let out = std::process::Command::new(gateway_bin())
+            .env_clear()
+            .env(var, value)
+            .env("LISTEN", if var == "LISTEN" { value } else { "127.0.0.1:0" })
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(var), "{var}={value}: {err}");
+    }
+    // A port that is taken fails at startup, naming LISTEN.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = std::process::Command::new(gateway_bin())
+        .env_clear()
+        .env("LISTEN", taken.local_addr().unwrap().to_string())
+        .env("CORES", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LISTEN"));
+}
