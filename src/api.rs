@@ -93,7 +93,11 @@ impl<L: Ledger> Api<L> {
     async fn purge(&self, reply: &mut Reply<'_>, cluster: bool) {
         // Acceptances are kept: a correlationId seen before stays a duplicate, on every
         // ledger, whichever instance the purge reached.
-        let result = if cluster { self.core.ledger.purge().await } else { self.core.ledger.local_purge().await };
+        let result = if cluster {
+            self.core.ledger.purge().await
+        } else {
+            self.core.ledger.local_purge().await
+        };
         match result {
             Ok(()) => reply.json(200, br#"{"message":"All payments purged."}"#),
             Err(e) => {
@@ -122,7 +126,11 @@ impl<L: Ledger> Api<L> {
         let mut body = b"{\"status\":\"ok\",\"instance\":".to_vec();
         crate::http::response::write_json_str(&mut body, &self.core.config.instance_id);
         body.extend_from_slice(b",\"queued\":");
-        body.extend_from_slice(itoa::Buffer::new().format(self.core.backlog.len()).as_bytes());
+        body.extend_from_slice(
+            itoa::Buffer::new()
+                .format(self.core.backlog.len())
+                .as_bytes(),
+        );
         body.push(b'}');
         reply.json(200, &body);
     }
@@ -151,7 +159,8 @@ impl<L: Ledger> Service for Api<L> {
 /// rounded inward so the window never grows).
 fn iso_window(query: &[u8]) -> Result<Window, String> {
     let bound = |name: &str, round: Round| -> Result<Option<i64>, String> {
-        let raw = query_param(query, name).map_err(|()| format!("{name}: malformed percent-encoding"))?;
+        let raw =
+            query_param(query, name).map_err(|()| format!("{name}: malformed percent-encoding"))?;
         match raw {
             None => Ok(None),
             Some(v) if v.is_empty() => Ok(None),
@@ -160,7 +169,10 @@ fn iso_window(query: &[u8]) -> Result<Window, String> {
                 .map_err(|e| format!("{name}: {} ({:?})", e.reason(), String::from_utf8_lossy(&v))),
         }
     };
-    Ok(Window { from: bound("from", Round::Up)?, to: bound("to", Round::Down)? })
+    Ok(Window {
+        from: bound("from", Round::Up)?,
+        to: bound("to", Round::Down)?,
+    })
 }
 
 /// Reads `from_us` and `to_us` (integer microseconds), the internal endpoint's bounds.
@@ -176,14 +188,20 @@ fn micros_window(query: &[u8]) -> Result<Window, String> {
             Err(()) => Err(format!("{name}: malformed percent-encoding")),
         }
     };
-    Ok(Window { from: bound("from_us")?, to: bound("to_us")? })
+    Ok(Window {
+        from: bound("from_us")?,
+        to: bound("to_us")?,
+    })
 }
 
 /// Appends the public summary:
 /// `{"default":{"totalRequests":N,"totalAmount":X.YZ},"fallback":{…}}`.
 pub fn write_summary(out: &mut Vec<u8>, s: &Summary) {
     let mut num = itoa::Buffer::new();
-    for (i, (name, t)) in [("default", s.default), ("fallback", s.fallback)].into_iter().enumerate() {
+    for (i, (name, t)) in [("default", s.default), ("fallback", s.fallback)]
+        .into_iter()
+        .enumerate()
+    {
         out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":{\"totalRequests\":");
@@ -205,7 +223,13 @@ mod tests {
         let mut out = Vec::new();
         write_summary(
             &mut out,
-            &Summary { default: Totals { count: 2, cents: 3980 }, fallback: Totals { count: 0, cents: 0 } },
+            &Summary {
+                default: Totals {
+                    count: 2,
+                    cents: 3980,
+                },
+                fallback: Totals { count: 0, cents: 0 },
+            },
         );
         assert_eq!(
             out,
@@ -218,28 +242,53 @@ mod tests {
         assert_eq!(iso_window(b""), Ok(Window::ALL));
         assert_eq!(
             iso_window(b"from=1970-01-01T00:00:01Z&to=1970-01-01T00:00:02.5Z"),
-            Ok(Window { from: Some(1_000_000), to: Some(2_500_000) })
+            Ok(Window {
+                from: Some(1_000_000),
+                to: Some(2_500_000)
+            })
         );
         assert_eq!(
             iso_window(b"to=1970-01-01T02:00:00%2B02:00"),
-            Ok(Window { from: None, to: Some(0) })
+            Ok(Window {
+                from: None,
+                to: Some(0)
+            })
         );
         assert_eq!(
             iso_window(b"from=1970-01-01T00:00:00.0000001Z&to=1970-01-01T00:00:00.0000019Z"),
-            Ok(Window { from: Some(1), to: Some(1) })
+            Ok(Window {
+                from: Some(1),
+                to: Some(1)
+            })
         );
-        assert!(iso_window(b"from=yesterday").unwrap_err().starts_with("from:"));
-        assert!(iso_window(b"to=2025-13-01T00:00:00Z").unwrap_err().starts_with("to:"));
+        assert!(iso_window(b"from=yesterday")
+            .unwrap_err()
+            .starts_with("from:"));
+        assert!(iso_window(b"to=2025-13-01T00:00:00Z")
+            .unwrap_err()
+            .starts_with("to:"));
         assert!(iso_window(b"from=%zz").is_err());
-        assert_eq!(micros_window(b"from_us=-5&to_us=7"), Ok(Window { from: Some(-5), to: Some(7) }));
+        assert_eq!(
+            micros_window(b"from_us=-5&to_us=7"),
+            Ok(Window {
+                from: Some(-5),
+                to: Some(7)
+            })
+        );
         assert!(micros_window(b"from_us=x").is_err());
     }
 
     #[test]
     fn routes() {
         assert_eq!(route(b"/payments"), Some((Route::Payments, Method::Post)));
-        assert_eq!(route(b"/payments-summary"), Some((Route::Summary, Method::Get)));
+        assert_eq!(
+            route(b"/payments-summary"),
+            Some((Route::Summary, Method::Get))
+        );
         assert_eq!(route(b"/payments/"), None);
-        assert_eq!(route(b"/internal/summary"), Some((Route::InternalSummary, Method::Get)));
+        assert_eq!(
+            route(b"/internal/summary"),
+            Some((Route::InternalSummary, Method::Get))
+        );
     }
 }

@@ -244,7 +244,7 @@ impl Rate {
             None => (s, None),
         };
         let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|c| c.is_ascii_digit());
-        if !all_digits(int) || !frac.map_or(true, all_digits) {
+        if !all_digits(int) || !frac.is_none_or(all_digits) {
             return Err(format!(
                 "fee rate {s:?} must be digits with an optional fraction, like 0.05"
             ));

@@ -27,7 +27,10 @@ pub enum Stage {
     Queued,
     /// An attempt on `processor` timed out or lost its connection at `since`: it may
     /// still be stored there, so only that processor may be tried until it is settled.
-    Uncertain { processor: Processor, since: monoio::time::Instant },
+    Uncertain {
+        processor: Processor,
+        since: monoio::time::Instant,
+    },
 }
 
 /// A payment accepted by this instance and not yet settled.
@@ -44,7 +47,12 @@ pub struct Payment {
 
 impl Payment {
     pub fn new(id: u128, cents: Cents) -> Payment {
-        Payment { id, cents, requested_at: [None, None], stage: Stage::Queued }
+        Payment {
+            id,
+            cents,
+            requested_at: [None, None],
+            stage: Stage::Queued,
+        }
     }
 }
 
@@ -112,7 +120,12 @@ pub fn write_processor_body(out: &mut Vec<u8>, id: u128, cents: Cents, requested
 /// Appends the hyphenated lowercase form of a UUID.
 pub fn write_uuid(out: &mut Vec<u8>, id: u128) {
     let mut buf = uuid::Uuid::encode_buffer();
-    out.extend_from_slice(uuid::Uuid::from_u128(id).hyphenated().encode_lower(&mut buf).as_bytes());
+    out.extend_from_slice(
+        uuid::Uuid::from_u128(id)
+            .hyphenated()
+            .encode_lower(&mut buf)
+            .as_bytes(),
+    );
 }
 
 #[cfg(test)]
@@ -125,14 +138,25 @@ mod tests {
     fn bodies() {
         let ok = |b: &str| parse_body(b.as_bytes());
         let id = uuid::Uuid::parse_str(ID).unwrap().as_u128();
-        assert_eq!(ok(&format!(r#"{{"correlationId":"{ID}","amount":19.90}}"#)), Ok((id, 1990)));
         assert_eq!(
-            ok(&format!(r#" {{ "amount" : 20.05 , "correlationId" : "{ID}", "x": [1] }} "#)),
+            ok(&format!(r#"{{"correlationId":"{ID}","amount":19.90}}"#)),
+            Ok((id, 1990))
+        );
+        assert_eq!(
+            ok(&format!(
+                r#" {{ "amount" : 20.05 , "correlationId" : "{ID}", "x": [1] }} "#
+            )),
             Ok((id, 2005))
         );
-        assert_eq!(ok(&format!(r#"{{"correlationId":"{ID}","amount":0.015}}"#)), Ok((id, 2)));
+        assert_eq!(
+            ok(&format!(r#"{{"correlationId":"{ID}","amount":0.015}}"#)),
+            Ok((id, 2))
+        );
         let upper = ID.to_uppercase();
-        assert_eq!(ok(&format!(r#"{{"correlationId":"{upper}","amount":1}}"#)), Ok((id, 100)));
+        assert_eq!(
+            ok(&format!(r#"{{"correlationId":"{upper}","amount":1}}"#)),
+            Ok((id, 100))
+        );
 
         let status = |b: &str| parse_body(b.as_bytes()).unwrap_err().status();
         for bad in [

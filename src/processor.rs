@@ -69,7 +69,10 @@ pub async fn post_payment(
 ) -> PostOutcome {
     let mut body = Vec::with_capacity(128);
     write_processor_body(&mut body, id, cents, requested_at);
-    match client.request("POST", "/payments", JSON_HEADERS, &body, timeout).await {
+    match client
+        .request("POST", "/payments", JSON_HEADERS, &body, timeout)
+        .await
+    {
         Ok(r) => classify(r.status),
         Err(e) if e.not_sent() => PostOutcome::NotCharged(0),
         Err(_) => PostOutcome::Unknown,
@@ -92,7 +95,10 @@ pub fn classify(status: u16) -> PostOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     /// Stored, with this `requestedAt` and amount.
-    Found { requested_at: Micros, cents: Option<Cents> },
+    Found {
+        requested_at: Micros,
+        cents: Option<Cents>,
+    },
     NotFound,
     /// No answer, or one that could not be read.
     Unknown,
@@ -125,7 +131,9 @@ fn parse_lookup(body: &[u8]) -> Lookup {
     match parse_iso(s.requested_at.as_bytes(), Round::Down) {
         Ok(requested_at) => Lookup::Found {
             requested_at,
-            cents: s.amount.and_then(|a| crate::money::parse_amount(a.get().as_bytes()).ok()),
+            cents: s
+                .amount
+                .and_then(|a| crate::money::parse_amount(a.get().as_bytes()).ok()),
         },
         Err(_) => Lookup::Unknown,
     }
@@ -151,12 +159,24 @@ mod tests {
         let body = br#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.9,"requestedAt":"2025-07-10T12:34:56.123456Z"}"#;
         assert_eq!(
             parse_lookup(body),
-            Lookup::Found { requested_at: 1_752_150_896_123_456, cents: Some(1990) }
+            Lookup::Found {
+                requested_at: 1_752_150_896_123_456,
+                cents: Some(1990)
+            }
         );
         // PostgreSQL timestamps come back without a zone: UTC.
         let body = br#"{"requestedAt":"2025-07-10T12:34:56.123456","amount":1}"#;
-        assert!(matches!(parse_lookup(body), Lookup::Found { requested_at: 1_752_150_896_123_456, .. }));
+        assert!(matches!(
+            parse_lookup(body),
+            Lookup::Found {
+                requested_at: 1_752_150_896_123_456,
+                ..
+            }
+        ));
         assert_eq!(parse_lookup(b"{}"), Lookup::Unknown);
-        assert_eq!(parse_lookup(br#"{"requestedAt":"yesterday"}"#), Lookup::Unknown);
+        assert_eq!(
+            parse_lookup(br#"{"requestedAt":"yesterday"}"#),
+            Lookup::Unknown
+        );
     }
 }

@@ -155,8 +155,11 @@ impl Backlog {
                 self.wake_one();
             }
             self.timer_kicked.set(false);
-            TimerWait { backlog: self, sleep: next.map(|t| Box::pin(monoio::time::sleep_until(t))) }
-                .await;
+            TimerWait {
+                backlog: self,
+                sleep: next.map(|t| Box::pin(monoio::time::sleep_until(t))),
+            }
+            .await;
         }
     }
 
@@ -180,7 +183,10 @@ impl Future for Pop<'_> {
         match self.backlog.try_pop() {
             Some(p) => Poll::Ready(p),
             None => {
-                self.backlog.waiters.borrow_mut().push_back(cx.waker().clone());
+                self.backlog
+                    .waiters
+                    .borrow_mut()
+                    .push_back(cx.waker().clone());
                 Poll::Pending
             }
         }
@@ -283,7 +289,10 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, (1..=20).chain([100, 101]).collect::<Vec<u128>>());
         let pos = |id| seen.iter().position(|&x| x == id).unwrap();
-        assert!(pos(100) < pos(101), "retries fire in deadline order: {seen:?}");
+        assert!(
+            pos(100) < pos(101),
+            "retries fire in deadline order: {seen:?}"
+        );
         for _ in 0..3 {
             b.push(p(0)).unwrap();
         }

@@ -707,9 +707,7 @@ pub(crate) mod test_server {
 
     fn accepts(socket: &Path, port: Option<u16>) -> bool {
         std::os::unix::net::UnixStream::connect(socket).is_ok()
-            && port.map_or(true, |p| {
-                std::net::TcpStream::connect(("127.0.0.1", p)).is_ok()
-            })
+            && port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
     }
 
     impl Drop for RedisServer {

@@ -30,9 +30,11 @@ pub fn resolve(driver: IoDriver) -> Result<Driver, String> {
         IoDriver::Auto if uring => Ok(Driver::Uring),
         IoDriver::Auto | IoDriver::Epoll => Ok(Driver::Epoll),
         IoDriver::Uring if uring => Ok(Driver::Uring),
-        IoDriver::Uring => Err("IO_DRIVER: io_uring was asked for but is not available here \
+        IoDriver::Uring => Err(
+            "IO_DRIVER: io_uring was asked for but is not available here \
                                 (kernel or seccomp profile); use auto or epoll"
-            .to_string()),
+                .to_string(),
+        ),
     }
 }
 
@@ -72,7 +74,10 @@ pub fn block_on<Fut: std::future::Future<Output = ()>>(driver: Driver, fut: Fut)
             }
         }
         Driver::Epoll => {
-            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+            {
                 Ok(mut rt) => rt.block_on(fut),
                 Err(e) => fatal(driver, e),
             }

@@ -92,16 +92,22 @@ pub fn bind(addr: &Addr, cores: usize) -> std::io::Result<(Vec<StdListener>, Add
     match addr {
         Addr::Tcp { host, port } => {
             use std::net::ToSocketAddrs;
-            let sa = (host.as_str(), *port).to_socket_addrs()?.next().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "address did not resolve")
-            })?;
+            let sa = (host.as_str(), *port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "address did not resolve")
+                })?;
             let first = bind_tcp(sa)?;
             let bound = first.local_addr()?;
             let mut out = vec![StdListener::Tcp(first)];
             for _ in 1..cores {
                 out.push(StdListener::Tcp(bind_tcp(bound)?));
             }
-            let addr = Addr::Tcp { host: bound.ip().to_string(), port: bound.port() };
+            let addr = Addr::Tcp {
+                host: bound.ip().to_string(),
+                port: bound.port(),
+            };
             Ok((out, addr))
         }
         Addr::Unix(path) => {
@@ -224,7 +230,9 @@ where
         }
         // Read more.
         if !buf.is_empty() && state == Conn::Idle {
-            state = Conn::Receiving { deadline: Instant::now() + timeouts.request };
+            state = Conn::Receiving {
+                deadline: Instant::now() + timeouts.request,
+            };
         }
         let deadline = match state {
             Conn::Idle => Instant::now() + timeouts.idle,

@@ -60,7 +60,8 @@ async fn handle<L: Ledger>(core: &Core<L>, mut p: Payment) {
     match step {
         Step::Done => {}
         Step::Refused | Step::Later => {
-            core.backlog.retry_at(Instant::now() + core.config.retry_delay, p);
+            core.backlog
+                .retry_at(Instant::now() + core.config.retry_delay, p);
         }
     }
 }
@@ -71,9 +72,26 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
     let attempted_before = slot.is_some();
     let requested_at = *slot.get_or_insert_with(now_micros);
     let client = &core.processors[target.index()];
-    match post_payment(client, p.id, p.cents, requested_at, core.config.processor_timeout).await {
+    match post_payment(
+        client,
+        p.id,
+        p.cents,
+        requested_at,
+        core.config.processor_timeout,
+    )
+    .await
+    {
         PostOutcome::Charged => {
-            record(core, Record { id: p.id, processor: target, requested_at, cents: p.cents }).await;
+            record(
+                core,
+                Record {
+                    id: p.id,
+                    processor: target,
+                    requested_at,
+                    cents: p.cents,
+                },
+            )
+            .await;
             Step::Done
         }
         PostOutcome::AlreadyThere if attempted_before => resolve(core, p, target).await,
@@ -83,11 +101,16 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
             Step::Done
         }
         PostOutcome::NotCharged(_) => match p.stage {
-            Stage::Uncertain { processor, .. } if processor == target => resolve(core, p, target).await,
+            Stage::Uncertain { processor, .. } if processor == target => {
+                resolve(core, p, target).await
+            }
             _ => Step::Refused,
         },
         PostOutcome::Unknown => {
-            p.stage = Stage::Uncertain { processor: target, since: Instant::now() };
+            p.stage = Stage::Uncertain {
+                processor: target,
+                since: Instant::now(),
+            };
             Step::Later
         }
     }
@@ -99,7 +122,16 @@ async fn resolve<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
     let client = &core.processors[target.index()];
     match get_payment(client, p.id, core.config.processor_timeout).await {
         Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
-            record(core, Record { id: p.id, processor: target, requested_at, cents: p.cents }).await;
+            record(
+                core,
+                Record {
+                    id: p.id,
+                    processor: target,
+                    requested_at,
+                    cents: p.cents,
+                },
+            )
+            .await;
             Step::Done
         }
         // Stored with another requestedAt: another instance charged it.

@@ -31,7 +31,10 @@ fn cluster(ledger: Ledger, driver: &str, extra: &[(&str, String)]) -> Cluster {
             let mut env = vec![
                 ("LISTEN", socks[i].clone()),
                 ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-                ("PROCESSOR_FALLBACK_URL", format!("http://{}", fallback.addr)),
+                (
+                    "PROCESSOR_FALLBACK_URL",
+                    format!("http://{}", fallback.addr),
+                ),
                 ("IO_DRIVER", driver.to_string()),
                 ("CORES", "2".to_string()),
                 ("WORKERS_PER_CORE", "8".to_string()),
@@ -44,7 +47,13 @@ fn cluster(ledger: Ledger, driver: &str, extra: &[(&str, String)]) -> Cluster {
             Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env)
         })
         .collect();
-    Cluster { gw, default, fallback, _redis: redis, _dir: dir }
+    Cluster {
+        gw,
+        default,
+        fallback,
+        _redis: redis,
+        _dir: dir,
+    }
 }
 
 impl Cluster {
@@ -65,8 +74,18 @@ impl Cluster {
         let want_fallback = sim_totals(&self.fallback, query);
         for i in 0..self.gw.len() {
             let s = self.summary(i, query);
-            assert_eq!(totals(&s, "default"), want_default, "default, gw{} {query}", i + 1);
-            assert_eq!(totals(&s, "fallback"), want_fallback, "fallback, gw{} {query}", i + 1);
+            assert_eq!(
+                totals(&s, "default"),
+                want_default,
+                "default, gw{} {query}",
+                i + 1
+            );
+            assert_eq!(
+                totals(&s, "fallback"),
+                want_fallback,
+                "fallback, gw{} {query}",
+                i + 1
+            );
         }
     }
 }
@@ -93,13 +112,17 @@ fn run_mixed_load(c: &Cluster) {
         for n in 0..120 {
             send(n);
         }
-        wait_for("the first phase on default", || (c.total_count(0) == 120).then_some(()));
+        wait_for("the first phase on default", || {
+            (c.total_count(0) == 120).then_some(())
+        });
         marks.push(now_micros());
         set_failure(&c.default, true);
         for n in 120..240 {
             send(n);
         }
-        wait_for("the failing phase on fallback", || (c.total_count(1) == 240).then_some(()));
+        wait_for("the failing phase on fallback", || {
+            (c.total_count(1) == 240).then_some(())
+        });
         marks.push(now_micros());
         set_failure(&c.default, false);
         for n in 240..360 {
@@ -111,8 +134,14 @@ fn run_mixed_load(c: &Cluster) {
     };
 
     let all = c.summary(0, "");
-    assert!(totals(&all, "default").0 >= 240, "healthy phases go to default: {all}");
-    assert!(totals(&all, "fallback").0 >= 1, "the failing phase goes to fallback: {all}");
+    assert!(
+        totals(&all, "default").0 >= 240,
+        "healthy phases go to default: {all}"
+    );
+    assert!(
+        totals(&all, "fallback").0 >= 1,
+        "the failing phase goes to fallback: {all}"
+    );
     assert_eq!(totals(&all, "default").0 + totals(&all, "fallback").0, 360);
     c.assert_matches_processors("");
     for (a, b) in [(0, 1), (1, 2), (2, 3), (0, 3), (1, 3)] {
@@ -121,12 +150,20 @@ fn run_mixed_load(c: &Cluster) {
     // Windows whose bounds fall exactly on stored requestedAt values: inclusive.
     for n in [0u32, 130, 359] {
         let r = get(&c.default.addr, &format!("/payments/{}", uuid(1, n)));
-        let r = if r.status == 200 { r } else { get(&c.fallback.addr, &format!("/payments/{}", uuid(1, n))) };
+        let r = if r.status == 200 {
+            r
+        } else {
+            get(&c.fallback.addr, &format!("/payments/{}", uuid(1, n)))
+        };
         assert_eq!(r.status, 200);
         let at = r.json()["requestedAt"].as_str().unwrap().to_string();
         c.assert_matches_processors(&format!("?from={at}&to={at}"));
         let s = c.summary(0, &format!("?from={at}&to={at}"));
-        assert_eq!(totals(&s, "default").0 + totals(&s, "fallback").0, 1, "payment {n} at {at}");
+        assert_eq!(
+            totals(&s, "default").0 + totals(&s, "fallback").0,
+            1,
+            "payment {n} at {at}"
+        );
         // Millisecond bounds as the official test sends them, with an offset form too.
         let ms = &at[..23];
         c.assert_matches_processors(&format!("?from={ms}Z&to={}", iso(marks[3])));
@@ -159,10 +196,17 @@ fn duplicates_counted_once(ledger: Ledger) {
     let id = uuid(2, 1);
     for i in [0, 0, 1, 1, 0] {
         let r = post_json(&c.gw[i].addr, "/payments", &payment_body(&id, "19.90"));
-        assert!((200..300).contains(&r.status), "a duplicate is still answered 2XX");
+        assert!(
+            (200..300).contains(&r.status),
+            "a duplicate is still answered 2XX"
+        );
     }
     // A second payment afterwards is the marker that the duplicates were handled.
-    let r = post_json(&c.gw[1].addr, "/payments", &payment_body(&uuid(2, 2), "1.00"));
+    let r = post_json(
+        &c.gw[1].addr,
+        "/payments",
+        &payment_body(&uuid(2, 2), "1.00"),
+    );
     assert_eq!(r.status, 202);
     wait_for("both payments", || (c.total_count(0) == 2).then_some(()));
     // The second instance's copy reaches the processor, which answers 422; it must not
@@ -194,43 +238,102 @@ fn bad_inputs_change_nothing(ledger: Ledger, driver: &str) {
         ("{}".into(), 400),
         (format!("{{\"correlationId\":\"{id}\"}}"), 400),
         ("{\"amount\":10}".into(), 400),
-        (format!("{{\"correlationId\":\"{id}\",\"amount\":10,\"amount\":11}}"), 400),
-        ("{\"correlationId\":\"not-a-uuid\",\"amount\":10}".into(), 422),
-        (format!("{{\"correlationId\":\"{id}\",\"amount\":\"10\"}}"), 422),
+        (
+            format!("{{\"correlationId\":\"{id}\",\"amount\":10,\"amount\":11}}"),
+            400,
+        ),
+        (
+            "{\"correlationId\":\"not-a-uuid\",\"amount\":10}".into(),
+            422,
+        ),
+        (
+            format!("{{\"correlationId\":\"{id}\",\"amount\":\"10\"}}"),
+            422,
+        ),
         (format!("{{\"correlationId\":\"{id}\",\"amount\":-1}}"), 422),
         (format!("{{\"correlationId\":\"{id}\",\"amount\":0}}"), 422),
-        (format!("{{\"correlationId\":\"{id}\",\"amount\":0.004}}"), 422),
-        (format!("{{\"correlationId\":\"{id}\",\"amount\":1e20}}"), 422),
+        (
+            format!("{{\"correlationId\":\"{id}\",\"amount\":0.004}}"),
+            422,
+        ),
+        (
+            format!("{{\"correlationId\":\"{id}\",\"amount\":1e20}}"),
+            422,
+        ),
     ];
     for (body, status) in &cases {
         let r = post_json(addr, "/payments", body);
         assert_eq!(r.status, *status, "body {body:?}");
         let v = r.json();
-        assert!(v["error"].as_str().is_some_and(|s| !s.is_empty()), "a reason for {body:?}");
+        assert!(
+            v["error"].as_str().is_some_and(|s| !s.is_empty()),
+            "a reason for {body:?}"
+        );
     }
     // Protocol-level errors, each on its own connection.
     let raw: Vec<(Vec<u8>, u16)> = vec![
-        (b"POST /payments HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), 411),
-        (format!("POST /payments HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 1 << 20).into_bytes(), 413),
-        ([b"GET / HTTP/1.1\r\nX: ".to_vec(), vec![b'a'; 9000], b"\r\n\r\n".to_vec()].concat(), 431),
-        (b"GET /health HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(), 400),
-        (b"GET /health HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(), 400),
+        (
+            b"POST /payments HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            411,
+        ),
+        (
+            format!(
+                "POST /payments HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                1 << 20
+            )
+            .into_bytes(),
+            413,
+        ),
+        (
+            [
+                b"GET / HTTP/1.1\r\nX: ".to_vec(),
+                vec![b'a'; 9000],
+                b"\r\n\r\n".to_vec(),
+            ]
+            .concat(),
+            431,
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            400,
+        ),
         (b"G@T /health HTTP/1.1\r\n\r\n".to_vec(), 400),
         (b"GET /payments HTTP/1.1\r\n\r\n".to_vec(), 405),
         (b"GET /nowhere HTTP/1.1\r\n\r\n".to_vec(), 404),
-        (b"GET /payments-summary?from=yesterday HTTP/1.1\r\n\r\n".to_vec(), 400),
-        (b"GET /payments-summary?to=2025-02-30T00:00:00Z HTTP/1.1\r\n\r\n".to_vec(), 400),
-        (b"GET /payments-summary?from=%zz HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (
+            b"GET /payments-summary?from=yesterday HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"GET /payments-summary?to=2025-02-30T00:00:00Z HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"GET /payments-summary?from=%zz HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+        ),
     ];
     for (bytes, status) in &raw {
         let mut conn = Conn::open(addr);
         conn.send(bytes);
         let r = conn.response(&mut Vec::new()).expect("an answer");
-        assert_eq!(r.status, *status, "request {:?}", String::from_utf8_lossy(&bytes[..bytes.len().min(60)]));
+        assert_eq!(
+            r.status,
+            *status,
+            "request {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+        );
         assert!(r.json()["error"].is_string());
     }
     // Then one good payment: only it is counted.
-    assert_eq!(post_json(addr, "/payments", &payment_body(&id, "10")).status, 202);
+    assert_eq!(
+        post_json(addr, "/payments", &payment_body(&id, "10")).status,
+        202
+    );
     wait_for("the good payment", || (c.total_count(1) == 1).then_some(()));
     c.assert_matches_processors("");
     assert_eq!(sim_totals(&c.default, ""), (1, 1000));
@@ -249,7 +352,11 @@ fn bad_inputs_get_4xx_and_change_nothing_redis_epoll() {
 fn purge_clears_cluster(ledger: Ledger) {
     let c = cluster(ledger, "auto", &[]);
     for n in 0..10 {
-        let r = post_json(&c.gw[n % 2].addr, "/payments", &payment_body(&uuid(4, n as u32), "5"));
+        let r = post_json(
+            &c.gw[n % 2].addr,
+            "/payments",
+            &payment_body(&uuid(4, n as u32), "5"),
+        );
         assert_eq!(r.status, 202);
     }
     wait_for("ten payments", || (c.total_count(0) == 10).then_some(()));
@@ -259,10 +366,21 @@ fn purge_clears_cluster(ledger: Ledger) {
     assert_eq!(c.total_count(1), 0);
     // Acceptances outlive a purge: the same correlationId is still a duplicate, while
     // a new payment is counted from zero.
-    assert_eq!(admin(&c.default.addr, "POST", "/admin/purge-payments", "").status, 200);
-    assert_eq!(post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(4, 0), "5")).status, 202);
-    assert_eq!(post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(4, 99), "5")).status, 202);
-    wait_for("the payment after purge", || (c.total_count(1) == 1).then_some(()));
+    assert_eq!(
+        admin(&c.default.addr, "POST", "/admin/purge-payments", "").status,
+        200
+    );
+    assert_eq!(
+        post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(4, 0), "5")).status,
+        202
+    );
+    assert_eq!(
+        post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(4, 99), "5")).status,
+        202
+    );
+    wait_for("the payment after purge", || {
+        (c.total_count(1) == 1).then_some(())
+    });
     c.assert_matches_processors("");
 }
 
@@ -280,10 +398,17 @@ fn purge_clears_every_instance_redis() {
 /// is stored; the retry on the same processor gets 422; the payment is recorded once,
 /// with the first attempt's requestedAt, and never sent to the fallback.
 fn late_422_recorded_once(ledger: Ledger) {
-    let c = cluster(ledger, "auto", &[("PROCESSOR_TIMEOUT_MS", "150".to_string())]);
+    let c = cluster(
+        ledger,
+        "auto",
+        &[("PROCESSOR_TIMEOUT_MS", "150".to_string())],
+    );
     set_delay(&c.default, 500);
     let id = uuid(5, 1);
-    assert_eq!(post_json(&c.gw[0].addr, "/payments", &payment_body(&id, "19.90")).status, 202);
+    assert_eq!(
+        post_json(&c.gw[0].addr, "/payments", &payment_body(&id, "19.90")).status,
+        202
+    );
     let stored = wait_for("the slow processor to store it", || {
         let r = get(&c.default.addr, &format!("/payments/{id}"));
         (r.status == 200).then(|| r.json())
@@ -292,10 +417,20 @@ fn late_422_recorded_once(ledger: Ledger) {
     // Nothing was recorded yet: every attempt so far timed out.
     assert_eq!(c.total_count(0), 0);
     set_delay(&c.default, 0);
-    wait_for("the 422 to settle it", || (c.total_count(0) == 1).then_some(()));
+    wait_for("the 422 to settle it", || {
+        (c.total_count(0) == 1).then_some(())
+    });
     let s = c.summary(1, &format!("?from={at}&to={at}"));
-    assert_eq!(totals(&s, "default"), (1, 1990), "recorded at the stored requestedAt {at}");
-    assert_eq!(sim_totals(&c.fallback, ""), (0, 0), "never sent to the fallback");
+    assert_eq!(
+        totals(&s, "default"),
+        (1, 1990),
+        "recorded at the stored requestedAt {at}"
+    );
+    assert_eq!(
+        sim_totals(&c.fallback, ""),
+        (0, 0),
+        "never sent to the fallback"
+    );
     c.assert_matches_processors("");
     assert!(c.gw[0].log().is_empty() || !c.gw[0].log().contains("panic"));
 }
@@ -313,7 +448,10 @@ fn late_422_after_timeout_recorded_once_redis() {
 #[test]
 fn summary_is_503_when_a_peer_cannot_be_asked() {
     let mut c = cluster(Ledger::Memory, "auto", &[]);
-    assert_eq!(post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(6, 1), "3")).status, 202);
+    assert_eq!(
+        post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(6, 1), "3")).status,
+        202
+    );
     wait_for("the payment", || (c.total_count(0) == 1).then_some(()));
     c.gw[1].kill();
     let r = get(&c.gw[0].addr, "/payments-summary");

@@ -19,18 +19,29 @@ fn one(driver: &str, extra: &[(&str, String)]) -> One {
     let mut env = vec![
         ("LISTEN", "127.0.0.1:0".to_string()),
         ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-        ("PROCESSOR_FALLBACK_URL", format!("http://{}", fallback.addr)),
+        (
+            "PROCESSOR_FALLBACK_URL",
+            format!("http://{}", fallback.addr),
+        ),
         ("IO_DRIVER", driver.to_string()),
         ("CORES", "2".to_string()),
     ];
     env.extend(extra.iter().cloned());
     let gw = Proc::start("gw", gateway_bin(), &env);
-    One { gw, default, _fallback: fallback }
+    One {
+        gw,
+        default,
+        _fallback: fallback,
+    }
 }
 
 fn payment_request(n: u32) -> Vec<u8> {
     let body = payment_body(&uuid(10, n), "19.90");
-    format!("POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    format!(
+        "POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
@@ -49,7 +60,11 @@ fn pipelined_and_split(driver: &str) {
     for _ in 0..10 {
         let r = conn.response(&mut pending).unwrap();
         assert_eq!(r.status, 202);
-        assert_eq!(r.head.as_bytes(), ACCEPTED, "the pre-serialized answer, byte for byte");
+        assert_eq!(
+            r.head.as_bytes(),
+            ACCEPTED,
+            "the pre-serialized answer, byte for byte"
+        );
     }
     assert_eq!(conn.response(&mut pending).unwrap().status, 200);
 
@@ -82,7 +97,11 @@ fn pipelined_and_split(driver: &str) {
     c.send(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\n\r\n");
     let bytes = c.read_to_close();
     let text = String::from_utf8_lossy(&bytes);
-    assert_eq!(text.matches("HTTP/1.1 200").count(), 1, "nothing after close: {text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 200").count(),
+        1,
+        "nothing after close: {text}"
+    );
     assert!(text.contains("Connection: close"));
     let mut c = Conn::open(&o.gw.addr);
     c.send(b"GET /health HTTP/1.0\r\n\r\n");
@@ -112,7 +131,10 @@ fn slow_client_is_closed(driver: &str) {
     c.send(b"POST /payments HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"corr");
     assert!(String::from_utf8_lossy(&c.read_to_close()).starts_with("HTTP/1.1 408 "));
     // Nothing was queued.
-    assert_eq!(totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0, 0);
+    assert_eq!(
+        totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0,
+        0
+    );
 }
 
 #[test]
@@ -183,7 +205,14 @@ fn bad_configuration_names_the_variable() {
         let out = std::process::Command::new(gateway_bin())
             .env_clear()
             .env(var, value)
-            .env("LISTEN", if var == "LISTEN" { value } else { "127.0.0.1:0" })
+            .env(
+                "LISTEN",
+                if var == "LISTEN" {
+                    value
+                } else {
+                    "127.0.0.1:0"
+                },
+            )
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}={value}");

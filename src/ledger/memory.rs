@@ -58,7 +58,11 @@ impl MemoryStore {
         match self.lock().entry(r.id) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
-                v.insert(Stored { processor: r.processor, requested_at: r.requested_at, cents: r.cents });
+                v.insert(Stored {
+                    processor: r.processor,
+                    requested_at: r.requested_at,
+                    cents: r.cents,
+                });
                 true
             }
         }
@@ -89,7 +93,10 @@ pub struct MemoryLedger {
 
 impl MemoryLedger {
     pub fn new(store: Arc<MemoryStore>, peers: &[Addr]) -> MemoryLedger {
-        let peers = peers.iter().map(|a| Rc::new(Client::new(a.clone(), PEER_IDLE_CONNECTIONS))).collect();
+        let peers = peers
+            .iter()
+            .map(|a| Rc::new(Client::new(a.clone(), PEER_IDLE_CONNECTIONS)))
+            .collect();
         MemoryLedger { store, peers }
     }
 
@@ -105,8 +112,14 @@ impl MemoryLedger {
                 sep = '&';
             }
         }
-        let err = |reason: String| LedgerError::Peer { peer: peer.target().to_string(), reason };
-        let resp = peer.request("GET", &path, "", b"", PEER_TIMEOUT).await.map_err(|e| err(e.to_string()))?;
+        let err = |reason: String| LedgerError::Peer {
+            peer: peer.target().to_string(),
+            reason,
+        };
+        let resp = peer
+            .request("GET", &path, "", b"", PEER_TIMEOUT)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         if resp.status != 200 {
             return Err(err(format!("answered {}", resp.status)));
         }
@@ -130,7 +143,10 @@ struct PartialTotals {
 /// Appends the internal summary body for `s`.
 pub fn write_partial(out: &mut Vec<u8>, s: &Summary) {
     let mut num = itoa::Buffer::new();
-    for (i, (name, t)) in [("default", s.default), ("fallback", s.fallback)].into_iter().enumerate() {
+    for (i, (name, t)) in [("default", s.default), ("fallback", s.fallback)]
+        .into_iter()
+        .enumerate()
+    {
         out.extend_from_slice(if i == 0 { b"{\"" } else { b",\"" });
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b"\":{\"count\":");
@@ -143,10 +159,17 @@ pub fn write_partial(out: &mut Vec<u8>, s: &Summary) {
 }
 
 fn parse_partial(body: &[u8]) -> Result<Summary, String> {
-    let p: Partial = serde_json::from_slice(body).map_err(|e| format!("bad partial summary: {e}"))?;
+    let p: Partial =
+        serde_json::from_slice(body).map_err(|e| format!("bad partial summary: {e}"))?;
     Ok(Summary {
-        default: Totals { count: p.default.count, cents: p.default.cents },
-        fallback: Totals { count: p.fallback.count, cents: p.fallback.cents },
+        default: Totals {
+            count: p.default.count,
+            cents: p.default.cents,
+        },
+        fallback: Totals {
+            count: p.fallback.count,
+            cents: p.fallback.cents,
+        },
     })
 }
 
@@ -170,7 +193,10 @@ impl Ledger for MemoryLedger {
     async fn purge(&self) -> Result<(), LedgerError> {
         self.store.purge();
         for peer in &self.peers {
-            let err = |reason: String| LedgerError::Peer { peer: peer.target().to_string(), reason };
+            let err = |reason: String| LedgerError::Peer {
+                peer: peer.target().to_string(),
+                reason,
+            };
             let resp = peer
                 .request("POST", INTERNAL_PURGE_PATH, "", b"", PEER_TIMEOUT)
                 .await
@@ -193,25 +219,54 @@ mod tests {
     use super::*;
 
     fn rec(id: u128, p: Processor, t: Micros, cents: i64) -> Record {
-        Record { id, processor: p, requested_at: t, cents }
+        Record {
+            id,
+            processor: p,
+            requested_at: t,
+            cents,
+        }
     }
 
     #[test]
     fn records_once_and_sums_inclusive_windows() {
         let s = MemoryStore::default();
         assert!(s.record(rec(1, Processor::Default, 10, 1990)));
-        assert!(!s.record(rec(1, Processor::Fallback, 11, 1990)), "a second record of an id is ignored");
+        assert!(
+            !s.record(rec(1, Processor::Fallback, 11, 1990)),
+            "a second record of an id is ignored"
+        );
         assert!(s.record(rec(2, Processor::Default, 20, 10)));
         assert!(s.record(rec(3, Processor::Fallback, 30, 5)));
         let all = s.summary(Window::ALL);
-        assert_eq!(all.default, Totals { count: 2, cents: 2000 });
+        assert_eq!(
+            all.default,
+            Totals {
+                count: 2,
+                cents: 2000
+            }
+        );
         assert_eq!(all.fallback, Totals { count: 1, cents: 5 });
-        let w = s.summary(Window { from: Some(10), to: Some(20) });
-        assert_eq!(w.default, Totals { count: 2, cents: 2000 });
+        let w = s.summary(Window {
+            from: Some(10),
+            to: Some(20),
+        });
+        assert_eq!(
+            w.default,
+            Totals {
+                count: 2,
+                cents: 2000
+            }
+        );
         assert_eq!(w.fallback, Totals::default());
-        let w = s.summary(Window { from: Some(11), to: None });
+        let w = s.summary(Window {
+            from: Some(11),
+            to: None,
+        });
         assert_eq!((w.default.count, w.fallback.count), (1, 1));
-        let w = s.summary(Window { from: None, to: Some(9) });
+        let w = s.summary(Window {
+            from: None,
+            to: Some(9),
+        });
         assert_eq!(w, Summary::default());
         s.purge();
         assert_eq!(s.summary(Window::ALL), Summary::default());
@@ -220,12 +275,21 @@ mod tests {
     #[test]
     fn partial_round_trip() {
         let s = Summary {
-            default: Totals { count: 3, cents: 5970 },
-            fallback: Totals { count: 1, cents: -1 },
+            default: Totals {
+                count: 3,
+                cents: 5970,
+            },
+            fallback: Totals {
+                count: 1,
+                cents: -1,
+            },
         };
         let mut out = Vec::new();
         write_partial(&mut out, &s);
-        assert_eq!(out, br#"{"default":{"count":3,"cents":5970},"fallback":{"count":1,"cents":-1}}"#);
+        assert_eq!(
+            out,
+            br#"{"default":{"count":3,"cents":5970},"fallback":{"count":1,"cents":-1}}"#
+        );
         assert_eq!(parse_partial(&out), Ok(s));
         assert!(parse_partial(b"{}").is_err());
     }

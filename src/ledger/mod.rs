@@ -70,7 +70,10 @@ pub struct Window {
 }
 
 impl Window {
-    pub const ALL: Window = Window { from: None, to: None };
+    pub const ALL: Window = Window {
+        from: None,
+        to: None,
+    };
 
     pub fn contains(&self, t: Micros) -> bool {
         self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|e| t <= e)

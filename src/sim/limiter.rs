@@ -40,7 +40,11 @@ impl Drop for Permit<'_> {
 
 impl Concurrency {
     pub fn new(permits: usize, queue_limit: usize) -> Concurrency {
-        Concurrency { free: Cell::new(permits), queue: RefCell::new(VecDeque::new()), queue_limit }
+        Concurrency {
+            free: Cell::new(permits),
+            queue: RefCell::new(VecDeque::new()),
+            queue_limit,
+        }
     }
 
     /// Waits for a permit, or returns `None` at once when the queue is full too.
@@ -115,7 +119,13 @@ pub enum Admission {
 
 impl FixedWindow {
     pub fn new(start: Instant, window: Duration, queue_limit: usize) -> FixedWindow {
-        FixedWindow { start, window, queue_limit, last_granted: Cell::new(None), queued: Cell::new(0) }
+        FixedWindow {
+            start,
+            window,
+            queue_limit,
+            last_granted: Cell::new(None),
+            queued: Cell::new(0),
+        }
     }
 
     fn index(&self, now: Instant) -> u64 {

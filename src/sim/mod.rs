@@ -44,7 +44,10 @@ pub const HEALTH_QUEUE: usize = 2;
 /// `Retry-After` on every 429, in seconds.
 const RETRY_AFTER_SECONDS: &str = "5";
 /// Slow-client and idle timeouts of the simulator's own HTTP server.
-const TIMEOUTS: Timeouts = Timeouts { request: Duration::from_secs(10), idle: Duration::from_secs(120) };
+const TIMEOUTS: Timeouts = Timeouts {
+    request: Duration::from_secs(10),
+    idle: Duration::from_secs(120),
+};
 
 /// The simulator's configuration (`TRANSACTION_FEE`, `RATE_LIMIT_SECONDS`,
 /// `INITIAL_TOKEN` as the official deployment names them, plus `LISTEN`,
@@ -68,11 +71,19 @@ impl SimConfig {
     pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<SimConfig, ConfigError> {
         Ok(SimConfig {
             listen: v.addr("LISTEN", "0.0.0.0:8080")?,
-            fee: v.parse("TRANSACTION_FEE", Rate::parse("0.05").expect("constant rate"), Rate::parse)?,
-            rate_limit_window: v.parse("RATE_LIMIT_SECONDS", Duration::from_secs(5), |s| match s.parse::<u64>() {
-                Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-                _ => Err(format!("expected a positive number of seconds, got {s:?}")),
-            })?,
+            fee: v.parse(
+                "TRANSACTION_FEE",
+                Rate::parse("0.05").expect("constant rate"),
+                Rate::parse,
+            )?,
+            rate_limit_window: v.parse(
+                "RATE_LIMIT_SECONDS",
+                Duration::from_secs(5),
+                |s| match s.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+                    _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+                },
+            )?,
             token: v.get("INITIAL_TOKEN").unwrap_or_else(|| "123".to_string()),
             base_latency: v.parse("BASE_LATENCY_MS", Duration::ZERO, |s| {
                 s.parse::<u64>()
@@ -80,7 +91,9 @@ impl SimConfig {
                     .map_err(|_| format!("expected milliseconds, got {s:?}"))
             })?,
             io_driver: v.io_driver()?,
-            name: v.get("INSTANCE_ID").unwrap_or_else(|| "processor-sim".to_string()),
+            name: v
+                .get("INSTANCE_ID")
+                .unwrap_or_else(|| "processor-sim".to_string()),
         })
     }
 }
@@ -111,7 +124,11 @@ impl Sim {
     pub fn new(config: SimConfig) -> Sim {
         let health = FixedWindow::new(Instant::now(), config.rate_limit_window, HEALTH_QUEUE);
         Sim {
-            switches: RefCell::new(Switches { delay_ms: 0, failure: false, token: config.token.clone() }),
+            switches: RefCell::new(Switches {
+                delay_ms: 0,
+                failure: false,
+                token: config.token.clone(),
+            }),
             payments: RefCell::new(HashMap::new()),
             limiter: Concurrency::new(MAX_CONCURRENT, MAX_QUEUED),
             health,
@@ -132,12 +149,14 @@ impl Sim {
             #[serde(rename = "requestedAt", borrow)]
             requested_at: std::borrow::Cow<'a, str>,
         }
-        let parsed = serde_json::from_slice::<Body<'_>>(req.body).ok().and_then(|b| {
-            let id = uuid::Uuid::try_parse(&b.correlation_id).ok()?.as_u128();
-            let cents = parse_amount(b.amount.get().as_bytes()).ok()?;
-            let at = parse_iso(b.requested_at.as_bytes(), Round::Down).ok()?;
-            Some((id, cents, at))
-        });
+        let parsed = serde_json::from_slice::<Body<'_>>(req.body)
+            .ok()
+            .and_then(|b| {
+                let id = uuid::Uuid::try_parse(&b.correlation_id).ok()?.as_u128();
+                let cents = parse_amount(b.amount.get().as_bytes()).ok()?;
+                let at = parse_iso(b.requested_at.as_bytes(), Round::Down).ok()?;
+                Some((id, cents, at))
+            });
         let Some((id, cents, requested_at)) = parsed else {
             return reply.error(400, "invalid payment body");
         };
@@ -154,7 +173,10 @@ impl Sim {
         use std::collections::hash_map::Entry;
         match self.payments.borrow_mut().entry(id) {
             Entry::Vacant(v) => {
-                v.insert(StoredPayment { cents, requested_at });
+                v.insert(StoredPayment {
+                    cents,
+                    requested_at,
+                });
                 reply.json(200, br#"{"message":"payment processed successfully"}"#);
             }
             Entry::Occupied(_) => {
@@ -186,7 +208,12 @@ impl Sim {
         let found = std::str::from_utf8(id)
             .ok()
             .and_then(|s| uuid::Uuid::try_parse(s).ok())
-            .and_then(|u| self.payments.borrow().get(&u.as_u128()).map(|p| (u.as_u128(), *p)));
+            .and_then(|u| {
+                self.payments
+                    .borrow()
+                    .get(&u.as_u128())
+                    .map(|p| (u.as_u128(), *p))
+            });
         let Some((id, p)) = found else {
             return reply.empty(404);
         };
@@ -201,7 +228,8 @@ impl Sim {
     }
 
     fn admin(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
-        let authorized = req.header("X-Rinha-Token") == Some(self.switches.borrow().token.as_bytes());
+        let authorized =
+            req.header("X-Rinha-Token") == Some(self.switches.borrow().token.as_bytes());
         if !authorized {
             return reply.error(401, "missing or wrong X-Rinha-Token");
         }
@@ -227,7 +255,8 @@ impl Sim {
                 }
                 match serde_json::from_slice::<B>(req.body) {
                     Ok(b) => {
-                        let was = std::mem::replace(&mut self.switches.borrow_mut().delay_ms, b.delay);
+                        let was =
+                            std::mem::replace(&mut self.switches.borrow_mut().delay_ms, b.delay);
                         let body = format!(r#"{{"config":"delay","was":{was},"is":{}}}"#, b.delay);
                         reply.json(200, body.as_bytes())
                     }
@@ -241,8 +270,10 @@ impl Sim {
                 }
                 match serde_json::from_slice::<B>(req.body) {
                     Ok(b) => {
-                        let was = std::mem::replace(&mut self.switches.borrow_mut().failure, b.failure);
-                        let body = format!(r#"{{"config":"failure","was":{was},"is":{}}}"#, b.failure);
+                        let was =
+                            std::mem::replace(&mut self.switches.borrow_mut().failure, b.failure);
+                        let body =
+                            format!(r#"{{"config":"failure","was":{was},"is":{}}}"#, b.failure);
                         reply.json(200, body.as_bytes())
                     }
                     Err(e) => reply.error(400, &e.to_string()),
@@ -260,9 +291,9 @@ impl Sim {
         let q = req.query.unwrap_or_default();
         let bound = |name: &str, round: Round| -> Result<Option<Micros>, String> {
             match query_param(q, name) {
-                Ok(Some(v)) if !v.is_empty() => {
-                    parse_iso(&v, round).map(Some).map_err(|e| format!("{name}: {}", e.reason()))
-                }
+                Ok(Some(v)) if !v.is_empty() => parse_iso(&v, round)
+                    .map(Some)
+                    .map_err(|e| format!("{name}: {}", e.reason())),
                 Ok(_) => Ok(None),
                 Err(()) => Err(format!("{name}: malformed percent-encoding")),
             }
@@ -311,7 +342,9 @@ impl Service for SimService {
         match (req.method, req.path) {
             (Method::Post, b"/payments") => sim.post_payment(req, reply).await,
             (Method::Get, b"/payments/service-health") => sim.health(reply).await,
-            (Method::Get, p) if p.starts_with(b"/payments/") => sim.get_payment(&p[b"/payments/".len()..], reply),
+            (Method::Get, p) if p.starts_with(b"/payments/") => {
+                sim.get_payment(&p[b"/payments/".len()..], reply)
+            }
             (_, p) if p.starts_with(b"/admin/") => sim.admin(req, reply),
             _ => reply.error(404, "no such endpoint"),
         }

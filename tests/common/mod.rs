@@ -66,7 +66,9 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
@@ -95,7 +97,12 @@ impl Proc {
                 panic!("{name} did not start; its log:\n{}", log.lock().unwrap());
             }
         };
-        Proc { name: name.to_string(), child, log, addr }
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+            addr,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -175,7 +182,8 @@ impl Conn {
         let c = match addr.strip_prefix("unix:") {
             Some(p) => Conn::Unix(UnixStream::connect(p).unwrap_or_else(|e| panic!("{addr}: {e}"))),
             None => {
-                let s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+                let s =
+                    std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
                 s.set_nodelay(true).unwrap();
                 Conn::Tcp(s)
             }
@@ -251,7 +259,8 @@ pub fn take_response(pending: &mut Vec<u8>) -> Option<Response> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     if pending.len() < end + len {
@@ -272,7 +281,8 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &str, body: &[u8])
     .into_bytes();
     req.extend_from_slice(body);
     c.send(&req);
-    c.response(&mut Vec::new()).unwrap_or_else(|| panic!("no answer from {addr} to {method} {path}"))
+    c.response(&mut Vec::new())
+        .unwrap_or_else(|| panic!("no answer from {addr} to {method} {path}"))
 }
 
 pub fn get(addr: &str, path: &str) -> Response {
@@ -280,20 +290,42 @@ pub fn get(addr: &str, path: &str) -> Response {
 }
 
 pub fn post_json(addr: &str, path: &str, body: &str) -> Response {
-    request(addr, "POST", path, "Content-Type: application/json\r\n", body.as_bytes())
+    request(
+        addr,
+        "POST",
+        path,
+        "Content-Type: application/json\r\n",
+        body.as_bytes(),
+    )
 }
 
 pub fn admin(addr: &str, method: &str, path: &str, body: &str) -> Response {
-    request(addr, method, path, &format!("X-Rinha-Token: {TOKEN}\r\n"), body.as_bytes())
+    request(
+        addr,
+        method,
+        path,
+        &format!("X-Rinha-Token: {TOKEN}\r\n"),
+        body.as_bytes(),
+    )
 }
 
 pub fn set_delay(sim: &Proc, ms: u64) {
-    let r = admin(&sim.addr, "PUT", "/admin/configurations/delay", &format!("{{\"delay\":{ms}}}"));
+    let r = admin(
+        &sim.addr,
+        "PUT",
+        "/admin/configurations/delay",
+        &format!("{{\"delay\":{ms}}}"),
+    );
     assert_eq!(r.status, 200);
 }
 
 pub fn set_failure(sim: &Proc, on: bool) {
-    let r = admin(&sim.addr, "PUT", "/admin/configurations/failure", &format!("{{\"failure\":{on}}}"));
+    let r = admin(
+        &sim.addr,
+        "PUT",
+        "/admin/configurations/failure",
+        &format!("{{\"failure\":{on}}}"),
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -303,13 +335,21 @@ pub fn payment_body(id: &str, amount: &str) -> String {
 
 /// A deterministic, distinct UUID for test payment `n` of test `tag`.
 pub fn uuid(tag: u16, n: u32) -> String {
-    format!("{:08x}-{:04x}-4000-8000-{:012x}", n, tag, u64::from(n) * 7919 + 1)
+    format!(
+        "{:08x}-{:04x}-4000-8000-{:012x}",
+        n,
+        tag,
+        u64::from(n) * 7919 + 1
+    )
 }
 
 /// (count, cents) of one processor in a `GET /payments-summary` answer.
 pub fn totals(v: &serde_json::Value, processor: &str) -> (u64, i64) {
     let t = &v[processor];
-    (t["totalRequests"].as_u64().unwrap(), cents(&t["totalAmount"]))
+    (
+        t["totalRequests"].as_u64().unwrap(),
+        cents(&t["totalAmount"]),
+    )
 }
 
 /// Exact cents from a JSON number with up to two decimals.
@@ -319,16 +359,29 @@ pub fn cents(v: &serde_json::Value) -> i64 {
     let frac = format!("{frac:0<2}");
     assert!(frac.len() == 2, "more than two decimals: {s}");
     let neg = int.starts_with('-');
-    let c = int.trim_start_matches('-').parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap();
-    if neg { -c } else { c }
+    let c =
+        int.trim_start_matches('-').parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap();
+    if neg {
+        -c
+    } else {
+        c
+    }
 }
 
 /// (count, cents) in a simulator's admin summary over [from, to].
 pub fn sim_totals(sim: &Proc, query: &str) -> (u64, i64) {
-    let r = admin(&sim.addr, "GET", &format!("/admin/payments-summary{query}"), "");
+    let r = admin(
+        &sim.addr,
+        "GET",
+        &format!("/admin/payments-summary{query}"),
+        "",
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v = r.json();
-    (v["totalRequests"].as_u64().unwrap(), cents(&v["totalAmount"]))
+    (
+        v["totalRequests"].as_u64().unwrap(),
+        cents(&v["totalAmount"]),
+    )
 }
 
 /// Polls `f` until it returns Some, failing the test after [`PATIENCE`].
