@@ -51,6 +51,8 @@ pub enum LedgerConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Addr,
+    /// `HANDOFF`: the Unix socket on which the lb hands over client connections.
+    pub handoff: Option<Addr>,
     /// Base addresses of the default and fallback processors, by `Processor::index`.
     pub processors: [Addr; 2],
     pub ledger: LedgerConfig,
@@ -114,7 +116,9 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     pub fn millis(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         self.parse(var, default, |v| match v.parse::<u64>() {
             Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
-            _ => Err(format!("expected a positive number of milliseconds, got {v:?}")),
+            _ => Err(format!(
+                "expected a positive number of milliseconds, got {v:?}"
+            )),
         })
     }
 
@@ -136,7 +140,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
 /// CPUs this process may use: the affinity mask, capped by the cgroup CPU quota
 /// (Rust's `available_parallelism` reads both), at least 1.
 pub fn default_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1)
 }
 
 fn hostname() -> String {
@@ -158,8 +165,14 @@ impl Config {
             Addr::parse_url(s.trim()).map_err(|reason| ConfigError { var, reason })
         };
         let processors = [
-            url("PROCESSOR_DEFAULT_URL", "http://payment-processor-default:8080")?,
-            url("PROCESSOR_FALLBACK_URL", "http://payment-processor-fallback:8080")?,
+            url(
+                "PROCESSOR_DEFAULT_URL",
+                "http://payment-processor-default:8080",
+            )?,
+            url(
+                "PROCESSOR_FALLBACK_URL",
+                "http://payment-processor-fallback:8080",
+            )?,
         ];
         let peers = v.parse("PEERS", Vec::new(), |s| {
             s.split(',')
@@ -178,18 +191,30 @@ impl Config {
                             .to_string(),
                     });
                 }
-                LedgerConfig::Redis(
-                    RedisTarget::parse(url.trim())
-                        .map_err(|reason| ConfigError { var: "REDIS_URL", reason })?,
-                )
+                LedgerConfig::Redis(RedisTarget::parse(url.trim()).map_err(|reason| {
+                    ConfigError {
+                        var: "REDIS_URL",
+                        reason,
+                    }
+                })?)
             }
             None => LedgerConfig::Memory { peers },
         };
+        let handoff = v.parse("HANDOFF", None, |s| match Addr::parse(s)? {
+            a @ Addr::Unix(_) => Ok(Some(a)),
+            Addr::Tcp { .. } => Err(format!(
+                "expected unix:/path (connections are handed over a Unix socket), got {s:?}"
+            )),
+        })?;
         Ok(Config {
             listen: v.addr("LISTEN", "0.0.0.0:8080")?,
+            handoff,
             processors,
             ledger,
-            instance_id: v.get("INSTANCE_ID").map(|s| s.trim().to_string()).unwrap_or_else(hostname),
+            instance_id: v
+                .get("INSTANCE_ID")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(hostname),
             cores: v.count("CORES", default_cores())?,
             io_driver: v.io_driver()?,
             workers_per_core: v.count("WORKERS_PER_CORE", DEFAULT_WORKERS_PER_CORE)?,
@@ -208,20 +233,34 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: std::collections::HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_vars(&Vars(move |k| map.get(k).cloned()))
     }
 
     #[test]
     fn defaults_follow_the_contract() {
         let c = cfg(&[]).unwrap();
-        assert_eq!(c.listen, Addr::Tcp { host: "0.0.0.0".into(), port: 8080 });
+        assert_eq!(
+            c.listen,
+            Addr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 8080
+            }
+        );
         assert_eq!(
             c.processors[0],
-            Addr::Tcp { host: "payment-processor-default".into(), port: 8080 }
+            Addr::Tcp {
+                host: "payment-processor-default".into(),
+                port: 8080
+            }
         );
         assert_eq!(c.ledger, LedgerConfig::Memory { peers: vec![] });
+        assert_eq!(c.handoff, None);
+        let c = cfg(&[("HANDOFF", "unix:/run/gw1.sock")]).unwrap();
+        assert_eq!(c.handoff, Some(Addr::Unix("/run/gw1.sock".into())));
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert!(c.cores >= 1);
     }
@@ -233,6 +272,8 @@ mod tests {
             ("CORES", "two"),
             ("IO_DRIVER", "kqueue"),
             ("LISTEN", "nowhere"),
+            ("HANDOFF", "127.0.0.1:9000"),
+            ("HANDOFF", "unix:"),
             ("PEERS", "a:1,b"),
             ("PROCESSOR_DEFAULT_URL", "https://x:1"),
             ("PROCESSOR_FALLBACK_URL", "ftp://x"),
@@ -251,7 +292,11 @@ mod tests {
 
     #[test]
     fn peers_and_redis_are_exclusive() {
-        let err = cfg(&[("PEERS", "unix:/tmp/a.sock"), ("REDIS_URL", "redis://r:6379")]).unwrap_err();
+        let err = cfg(&[
+            ("PEERS", "unix:/tmp/a.sock"),
+            ("REDIS_URL", "redis://r:6379"),
+        ])
+        .unwrap_err();
         assert_eq!(err.var, "PEERS");
         let c = cfg(&[("PEERS", "unix:/tmp/a.sock, 10.0.0.2:8080")]).unwrap();
         assert_eq!(
@@ -259,7 +304,10 @@ mod tests {
             LedgerConfig::Memory {
                 peers: vec![
                     Addr::Unix("/tmp/a.sock".into()),
-                    Addr::Tcp { host: "10.0.0.2".into(), port: 8080 }
+                    Addr::Tcp {
+                        host: "10.0.0.2".into(),
+                        port: 8080
+                    }
                 ]
             }
         );

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::api::Api;
 use crate::config::{Config, LedgerConfig};
+use crate::handoff;
 use crate::http::client::Client;
 use crate::ledger::memory::{MemoryLedger, MemoryStore};
 use crate::ledger::redis::RedisLedger;
@@ -33,7 +34,8 @@ impl Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
     fn write_u128(&mut self, v: u128) {
@@ -53,17 +55,26 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
-        Shared { config, accepted: Mutex::new(IdSet::default()) }
+        Shared {
+            config,
+            accepted: Mutex::new(IdSet::default()),
+        }
     }
 
     /// Marks `id` accepted; false when it already was.
     pub fn accept(&self, id: u128) -> bool {
-        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
     }
 
     /// Forgets an acceptance whose payment could not be queued.
     pub fn unaccept(&self, id: u128) {
-        self.accepted.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 }
 
@@ -102,54 +113,91 @@ pub fn run(config: Config) -> Result<(), String> {
     let driver = runtime::resolve(config.io_driver)?;
     let (listeners, bound) = server::bind(&config.listen, config.cores)
         .map_err(|e| format!("LISTEN: cannot listen on {}: {e}", config.listen))?;
+    let handoffs: Vec<Option<StdListener>> = match &config.handoff {
+        Some(addr) => handoff::bind(addr, config.cores)
+            .map_err(|e| format!("HANDOFF: cannot listen on {addr}: {e}"))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..config.cores).map(|_| None).collect(),
+    };
+    let handoff_note = match &config.handoff {
+        Some(addr) => format!("; hand-off on {addr}"),
+        None => String::new(),
+    };
     let ledger_name = match &config.ledger {
         LedgerConfig::Memory { peers } => format!("memory ({} peers)", peers.len()),
         LedgerConfig::Redis(t) => format!("redis at {t}"),
     };
     crate::log!(
-        "listening on {bound}; io driver {}; {} cores; {} workers per core; ledger {ledger_name}; \
-         processors {} and {}",
+        "listening on {bound}{handoff_note}; io driver {}; {} cores; {} workers per core; \
+         ledger {ledger_name}; processors {} and {}",
         driver.name(),
         config.cores,
         config.workers_per_core,
         config.processors[0],
         config.processors[1],
     );
-    let listeners: Arc<Mutex<Vec<Option<StdListener>>>> =
-        Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    let listeners: Arc<Mutex<Vec<Option<CoreListeners>>>> = Arc::new(Mutex::new(
+        listeners.into_iter().zip(handoffs).map(Some).collect(),
+    ));
     let shared = Arc::new(Shared::new(config));
     match shared.config.ledger.clone() {
         LedgerConfig::Memory { peers } => {
             let store = Arc::new(MemoryStore::default());
-            start(driver, shared, listeners, move || MemoryLedger::new(store.clone(), &peers));
+            start(driver, shared, listeners, move || {
+                MemoryLedger::new(store.clone(), &peers)
+            });
         }
         LedgerConfig::Redis(target) => {
-            start(driver, shared, listeners, move || RedisLedger::new(target.clone()));
+            start(driver, shared, listeners, move || {
+                RedisLedger::new(target.clone())
+            });
         }
     }
     Ok(())
 }
 
-fn start<L, F>(driver: Driver, shared: Arc<Shared>, listeners: Arc<Mutex<Vec<Option<StdListener>>>>, make_ledger: F)
-where
+/// One core's listeners: `LISTEN`, and `HANDOFF` when set.
+type CoreListeners = (StdListener, Option<StdListener>);
+
+fn start<L, F>(
+    driver: Driver,
+    shared: Arc<Shared>,
+    listeners: Arc<Mutex<Vec<Option<CoreListeners>>>>,
+    make_ledger: F,
+) where
     L: Ledger + 'static,
     F: Fn() -> L + Send + Sync + Clone + 'static,
 {
     let cores = shared.config.cores;
-    let timeouts = Timeouts { request: shared.config.request_timeout, idle: shared.config.idle_timeout };
+    let timeouts = Timeouts {
+        request: shared.config.request_timeout,
+        idle: shared.config.idle_timeout,
+    };
     runtime::run_per_core(cores, driver, move |core_id| {
         let shared = shared.clone();
         let listeners = listeners.clone();
         let make_ledger = make_ledger.clone();
         async move {
-            let std_listener = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
-            let listener = match std_listener.map(StdListener::into_monoio) {
-                Some(Ok(l)) => l,
-                Some(Err(e)) => {
+            let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
+            let Some((std_listener, std_handoff)) = taken else {
+                return;
+            };
+            let listener = match std_listener.into_monoio() {
+                Ok(l) => l,
+                Err(e) => {
                     crate::log!("core {core_id}: cannot use the listener: {e}");
                     std::process::exit(1);
                 }
-                None => return,
+            };
+            let handoff_listener = match std_handoff.map(StdListener::into_monoio) {
+                None => None,
+                Some(Ok(l)) => Some(l),
+                Some(Err(e)) => {
+                    crate::log!("core {core_id}: cannot use the hand-off listener: {e}");
+                    std::process::exit(1);
+                }
             };
             let core = Rc::new(Core::new(shared, make_ledger()));
             monoio::spawn({
@@ -159,7 +207,11 @@ where
             for _ in 0..core.config.workers_per_core {
                 monoio::spawn(crate::worker::run(core.clone()));
             }
-            server::serve(listener, Rc::new(Api::new(core)), timeouts).await;
+            let api = Rc::new(Api::new(core));
+            if let Some(l) = handoff_listener {
+                monoio::spawn(handoff::serve(l, api.clone(), timeouts));
+            }
+            server::serve(listener, api, timeouts).await;
         }
     });
 }

@@ -11,6 +11,9 @@
 //! Request path (one monoio runtime per core, [`runtime`]):
 //! - [`server`]: binds (SO_REUSEPORT per core for TCP), accepts, and runs the
 //!   connection loop: read, parse every complete request, answer, write once.
+//! - [`handoff`]: with `HANDOFF` set, also takes client connections the lb accepted
+//!   and passed over a Unix socket ([`fdpass`]: SCM_RIGHTS, the crate's only unsafe
+//!   code), and serves them with the same connection loop.
 //! - [`http::request`]: our HTTP/1.1 parser (`Status::Partial` is not an error; named
 //!   limits give 431/413/411/400). [`http::response`]: pre-serialized answers.
 //! - [`api`]: the endpoints. `POST /payments` validates ([`payment`], [`money`]),
@@ -35,7 +38,9 @@
 pub mod addr;
 pub mod api;
 pub mod config;
+pub mod fdpass;
 pub mod gateway;
+pub mod handoff;
 pub mod http;
 pub mod ledger;
 pub mod log;

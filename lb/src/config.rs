@@ -1,0 +1,170 @@
+//! The lb's configuration from environment variables (the interface contract in
+//! `design.md`): `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
+
+use gateway::addr::Addr;
+use gateway::config::{ConfigError, IoDriver, Vars};
+
+/// Default `LISTEN`: the port the official test calls.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9999";
+/// Default `CORES`: in hand-off mode the lb only accepts and passes fds, which one core
+/// does with room to spare, and the CPU budget is better left to the gateways.
+pub const DEFAULT_CORES: usize = 1;
+
+/// `LB_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Pass each accepted connection to a gateway (SCM_RIGHTS); the lb leaves the data
+    /// path.
+    Handoff,
+    /// Copy bytes between each client and a connection to a gateway.
+    Proxy,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Handoff => "handoff",
+            Mode::Proxy => "proxy",
+        }
+    }
+}
+
+/// The lb's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Addr,
+    /// Hand-off mode: the gateways' `HANDOFF` sockets; proxy mode: their `LISTEN`
+    /// addresses.
+    pub upstreams: Vec<Addr>,
+    pub mode: Mode,
+    pub io_driver: IoDriver,
+    pub cores: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars(|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Config, ConfigError> {
+        let mode = v.parse("LB_MODE", Mode::Handoff, |s| match s {
+            "handoff" => Ok(Mode::Handoff),
+            "proxy" => Ok(Mode::Proxy),
+            _ => Err(format!("expected handoff or proxy, got {s:?}")),
+        })?;
+        let upstreams = match v.get("UPSTREAMS") {
+            None => {
+                return Err(ConfigError {
+                    var: "UPSTREAMS",
+                    reason: "required: a comma list of the gateways' addresses".to_string(),
+                })
+            }
+            Some(list) => parse_upstreams(&list, mode).map_err(|reason| ConfigError {
+                var: "UPSTREAMS",
+                reason,
+            })?,
+        };
+        Ok(Config {
+            listen: v.addr("LISTEN", DEFAULT_LISTEN)?,
+            upstreams,
+            mode,
+            io_driver: v.io_driver()?,
+            cores: v.count("CORES", DEFAULT_CORES)?,
+        })
+    }
+}
+
+fn parse_upstreams(list: &str, mode: Mode) -> Result<Vec<Addr>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let addr = Addr::parse(item)?;
+        match (&addr, mode) {
+            (Addr::Tcp { .. }, Mode::Handoff) => {
+                return Err(format!(
+                    "in handoff mode upstreams are the gateways' HANDOFF sockets \
+                     (unix:/path), got {item:?}"
+                ))
+            }
+            (Addr::Tcp { port: 0, .. }, _) => {
+                return Err(format!("port 0 cannot be connected to, in {item:?}"))
+            }
+            _ => out.push(addr),
+        }
+    }
+    if out.is_empty() {
+        return Err("no address in the list".to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&Vars(move |k| map.get(k).cloned()))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = cfg(&[("UPSTREAMS", "unix:/run/gw1.sock, unix:/run/gw2.sock")]).unwrap();
+        assert_eq!(c.listen, Addr::parse(DEFAULT_LISTEN).unwrap());
+        assert_eq!(c.mode, Mode::Handoff);
+        assert_eq!(c.io_driver, IoDriver::Auto);
+        assert_eq!(c.cores, 1);
+        assert_eq!(
+            c.upstreams,
+            vec![
+                Addr::Unix("/run/gw1.sock".into()),
+                Addr::Unix("/run/gw2.sock".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn proxy_mode_takes_tcp_and_unix_upstreams() {
+        let c = cfg(&[
+            ("LB_MODE", "proxy"),
+            ("UPSTREAMS", "127.0.0.1:8080,unix:/run/gw2.sock"),
+        ])
+        .unwrap();
+        assert_eq!(c.mode, Mode::Proxy);
+        assert_eq!(c.upstreams.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let up = ("UPSTREAMS", "unix:/a.sock");
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[("UPSTREAMS", " , ")],
+            &[("UPSTREAMS", "127.0.0.1:8080")],
+            &[("UPSTREAMS", "unix:/a.sock,nowhere")],
+            &[("LB_MODE", "proxy"), ("UPSTREAMS", "127.0.0.1:0")],
+            &[up, ("LB_MODE", "dsr")],
+            &[up, ("LISTEN", "9999")],
+            &[up, ("IO_DRIVER", "kqueue")],
+            &[up, ("CORES", "0")],
+        ];
+        let vars = [
+            "UPSTREAMS",
+            "UPSTREAMS",
+            "UPSTREAMS",
+            "UPSTREAMS",
+            "UPSTREAMS",
+            "LB_MODE",
+            "LISTEN",
+            "IO_DRIVER",
+            "CORES",
+        ];
+        for (pairs, var) in cases.iter().zip(vars) {
+            let err = cfg(pairs).unwrap_err();
+            assert_eq!(err.var, var, "{pairs:?} gave {err}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+}

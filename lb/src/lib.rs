@@ -1,0 +1,131 @@
+//! The lb in front of the gateways.
+//!
+//! # Architecture map
+//!
+//! ```text
+//! client ──► accept (per core) ──► handoff: pass the fd to a gateway's HANDOFF socket, close ours
+//!                              └─► proxy:   connect to a gateway's LISTEN, copy bytes both ways
+//! ```
+//!
+//! - [`config`]: `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`; a bad value is
+//!   an error naming the variable.
+//! - [`upstreams`]: round-robin order over the upstreams and their liveness (down ones
+//!   are skipped and retried after a pause; changes are logged).
+//! - [`handoff`]: hand-off mode over persistent Unix links to each gateway, through
+//!   [`gateway::fdpass`] (SCM_RIGHTS). The lb itself has no unsafe code.
+//! - [`proxy`]: proxy mode, a byte-copying L4 proxy with half-close relayed.
+//!
+//! Binding, runtimes and logs come from the gateway crate ([`gateway::server::bind`],
+//! [`gateway::runtime`], [`gateway::log!`]).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod handoff;
+pub mod proxy;
+pub mod upstreams;
+
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway::runtime;
+use gateway::server::{self, Listener, StdListener};
+
+use crate::config::{Config, Mode};
+
+/// Pause after a failed accept (EMFILE and the like) before accepting again, so a full
+/// fd table does not spin the core.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Name on the lb's log lines.
+const LOG_NAME: &str = "lb";
+
+/// Binds, starts one runtime per core, and serves until the process ends. Errors are
+/// startup errors, worded for the user.
+pub fn run(config: Config) -> Result<(), String> {
+    gateway::log::set_name(LOG_NAME);
+    let driver = runtime::resolve(config.io_driver)?;
+    let (listeners, bound) = server::bind(&config.listen, config.cores)
+        .map_err(|e| format!("LISTEN: cannot listen on {}: {e}", config.listen))?;
+    let upstreams: Vec<String> = config.upstreams.iter().map(|a| a.to_string()).collect();
+    gateway::log!(
+        "listening on {bound}; mode {}; io driver {}; {} cores; upstreams {}",
+        config.mode.name(),
+        driver.name(),
+        config.cores,
+        upstreams.join(", "),
+    );
+    let listeners: Arc<Mutex<Vec<Option<StdListener>>>> =
+        Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    let config = Arc::new(config);
+    runtime::run_per_core(config.cores, driver, move |core_id| {
+        let listeners = listeners.clone();
+        let config = config.clone();
+        async move {
+            let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
+            let listener = match taken.map(StdListener::into_monoio) {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => {
+                    gateway::log!("core {core_id}: cannot use the listener: {e}");
+                    std::process::exit(1);
+                }
+                None => return,
+            };
+            match config.mode {
+                Mode::Handoff => serve_handoff(listener, &config).await,
+                Mode::Proxy => serve_proxy(listener, &config).await,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Accepts clients and hands each one over, one at a time (a hand-off is one syscall).
+async fn serve_handoff(listener: Listener, config: &Config) {
+    let mut links = handoff::Links::new(config.upstreams.clone());
+    loop {
+        // The accepted socket is closed when it goes out of scope: after a hand-off the
+        // gateway holds its own reference, and with no live upstream that ends it.
+        match &listener {
+            Listener::Tcp(l) => match l.accept().await {
+                Ok((client, _)) => {
+                    links.hand_off(&client).await;
+                }
+                Err(e) => accept_failed(e).await,
+            },
+            Listener::Unix(l) => match l.accept().await {
+                Ok((client, _)) => {
+                    links.hand_off(&client).await;
+                }
+                Err(e) => accept_failed(e).await,
+            },
+        }
+    }
+}
+
+/// Accepts clients and proxies each one on its own task.
+async fn serve_proxy(listener: Listener, config: &Config) {
+    let upstreams = Rc::new(upstreams::Upstreams::new(config.upstreams.clone()));
+    loop {
+        match &listener {
+            Listener::Tcp(l) => match l.accept().await {
+                Ok((client, _)) => {
+                    let _ = client.set_nodelay(true);
+                    monoio::spawn(proxy::serve(client, upstreams.clone()));
+                }
+                Err(e) => accept_failed(e).await,
+            },
+            Listener::Unix(l) => match l.accept().await {
+                Ok((client, _)) => {
+                    monoio::spawn(proxy::serve(client, upstreams.clone()));
+                }
+                Err(e) => accept_failed(e).await,
+            },
+        }
+    }
+}
+
+async fn accept_failed(e: std::io::Error) {
+    gateway::log!("accept failed: {e}");
+    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}

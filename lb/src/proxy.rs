@@ -1,0 +1,107 @@
+//! Proxy mode: a byte-copying L4 proxy, for environments where fds cannot be passed.
+//!
+//! Each client connection gets its own connection to the next live upstream (the
+//! gateways' `LISTEN` addresses, TCP or Unix); bytes are copied both ways until each
+//! side has finished sending. A side that closes its sending half is relayed as a
+//! half-close (`shutdown(SHUT_WR)`) to the other, so pipelined requests followed by a
+//! close still get every answer.
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use gateway::addr::Addr;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::{TcpStream, UnixStream};
+
+use crate::upstreams::Upstreams;
+
+/// Bytes read at a time in each direction: a few dozen pipelined payment requests
+/// (~200 bytes each) or their 202s fit in one read.
+const COPY_BUF_BYTES: usize = 16 * 1024;
+/// Longest wait to connect to an upstream before trying the next one: the gateways are
+/// on the same host or network, where a connect takes well under a millisecond.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// A connection to an upstream.
+enum Upstream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+async fn connect(addr: &Addr) -> io::Result<Upstream> {
+    let connecting = async {
+        match addr {
+            Addr::Tcp { host, port } => {
+                let s = TcpStream::connect((host.as_str(), *port)).await?;
+                s.set_nodelay(true)?;
+                Ok(Upstream::Tcp(s))
+            }
+            Addr::Unix(path) => Ok(Upstream::Unix(UnixStream::connect(path).await?)),
+        }
+    };
+    match monoio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Serves one client: connects to the next live upstream and copies bytes both ways
+/// until both directions are done. With no live upstream the client is closed.
+pub async fn serve<C>(client: C, upstreams: Rc<Upstreams>)
+where
+    C: AsyncReadRent + AsyncWriteRent + Splitable,
+    C::OwnedRead: AsyncReadRent,
+    C::OwnedWrite: AsyncWriteRent,
+{
+    for i in upstreams.order() {
+        match connect(upstreams.addr(i)).await {
+            Ok(up) => {
+                upstreams.mark_up(i);
+                match up {
+                    Upstream::Tcp(s) => splice(client, s).await,
+                    Upstream::Unix(s) => splice(client, s).await,
+                }
+                return;
+            }
+            Err(e) => upstreams.mark_down(i, &e),
+        }
+    }
+}
+
+/// Copies both ways between `a` and `b` until both directions have ended.
+async fn splice<A, B>(a: A, b: B)
+where
+    A: Splitable,
+    B: Splitable,
+    A::OwnedRead: AsyncReadRent,
+    A::OwnedWrite: AsyncWriteRent,
+    B::OwnedRead: AsyncReadRent,
+    B::OwnedWrite: AsyncWriteRent,
+{
+    let (a_read, a_write) = a.into_split();
+    let (b_read, b_write) = b.into_split();
+    monoio::join!(copy(a_read, b_write), copy(b_read, a_write));
+}
+
+/// Copies `from` to `to` until `from` ends or either side fails, then shuts down `to`'s
+/// sending half: the peer sees the end of this direction (a relayed half-close), and
+/// after a failure the other direction ends too, once that peer closes.
+async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(mut from: R, mut to: W) {
+    let mut buf: Vec<u8> = Vec::with_capacity(COPY_BUF_BYTES);
+    loop {
+        buf.clear();
+        let (res, back) = from.read(buf).await;
+        buf = back;
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let (res, back) = to.write_all(buf).await;
+        buf = back;
+        if res.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
