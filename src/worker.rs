@@ -68,6 +68,13 @@ async fn handle<L: Ledger>(core: &Core<L>, mut p: Payment) {
 
 /// One attempt on `target`.
 async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) -> Step {
+    if matches!(p.stage, Stage::Uncertain { processor, .. } if processor == target) {
+        // A lookup is answered without the processor's delay: an earlier attempt that
+        // was stored settles the payment now, not after another full delay.
+        if let Some(step) = look_up_uncertain(core, p, target).await {
+            return step;
+        }
+    }
     let slot = &mut p.requested_at[target.index()];
     let attempted_before = slot.is_some();
     let requested_at = *slot.get_or_insert_with(now_micros);
@@ -113,6 +120,40 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
             };
             Step::Later
         }
+    }
+}
+
+/// Before retrying an uncertain payment: settles it if `target` stored it, and frees
+/// it once a 404 comes after the settle time. `None`: go on and send it again (always
+/// safe on the same processor with the same `requestedAt`).
+async fn look_up_uncertain<L: Ledger>(
+    core: &Core<L>,
+    p: &mut Payment,
+    target: Processor,
+) -> Option<Step> {
+    let ours = p.requested_at[target.index()];
+    let client = &core.processors[target.index()];
+    match get_payment(client, p.id, core.config.processor_timeout).await {
+        Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
+            let rec = Record {
+                id: p.id,
+                processor: target,
+                requested_at,
+                cents: p.cents,
+            };
+            record(core, rec).await;
+            Some(Step::Done)
+        }
+        Lookup::Found { .. } => Some(Step::Done),
+        Lookup::NotFound => {
+            if let Stage::Uncertain { since, .. } = p.stage {
+                if since.elapsed() >= core.config.uncertain_settle {
+                    p.stage = Stage::Queued;
+                }
+            }
+            None
+        }
+        Lookup::Unknown => None,
     }
 }
 

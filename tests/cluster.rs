@@ -395,9 +395,10 @@ fn purge_clears_every_instance_redis() {
 }
 
 /// The first attempt times out (the processor is slower than the gateway's timeout) but
-/// is stored; the retry on the same processor gets 422; the payment is recorded once,
-/// with the first attempt's requestedAt, and never sent to the fallback.
-fn late_422_recorded_once(ledger: Ledger) {
+/// is stored later; the uncertain payment stays on that processor, is settled once the
+/// processor shows it (lookup or 422), recorded once with the first attempt's
+/// requestedAt, and never sent to the fallback.
+fn late_outcome_recorded_once(ledger: Ledger) {
     let c = cluster(
         ledger,
         "auto",
@@ -414,10 +415,8 @@ fn late_422_recorded_once(ledger: Ledger) {
         (r.status == 200).then(|| r.json())
     });
     let at = stored["requestedAt"].as_str().unwrap().to_string();
-    // Nothing was recorded yet: every attempt so far timed out.
-    assert_eq!(c.total_count(0), 0);
     set_delay(&c.default, 0);
-    wait_for("the 422 to settle it", || {
+    wait_for("the late outcome to settle it", || {
         (c.total_count(0) == 1).then_some(())
     });
     let s = c.summary(1, &format!("?from={at}&to={at}"));
@@ -432,17 +431,59 @@ fn late_422_recorded_once(ledger: Ledger) {
         "never sent to the fallback"
     );
     c.assert_matches_processors("");
-    assert!(c.gw[0].log().is_empty() || !c.gw[0].log().contains("panic"));
+}
+
+/// Both instances accepted the same payment while both processors were failing; when
+/// the default recovers, one charges it and the other gets 422 after its own earlier
+/// attempts there. The loser looks the payment up, sees another requestedAt, and
+/// records nothing: counted once.
+fn racing_instances_counted_once(ledger: Ledger) {
+    let c = cluster(ledger, "auto", &[]);
+    set_failure(&c.default, true);
+    set_failure(&c.fallback, true);
+    let id = uuid(7, 1);
+    for i in [0, 1] {
+        assert_eq!(
+            post_json(&c.gw[i].addr, "/payments", &payment_body(&id, "4.20")).status,
+            202
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    set_failure(&c.default, false);
+    wait_for("one charge", || {
+        (sim_totals(&c.default, "") == (1, 420)).then_some(())
+    });
+    wait_for("one record", || (c.total_count(0) == 1).then_some(()));
+    // A marker payment after the race: once it is counted, the loser has long had its
+    // 422 (both retry every 50 ms).
+    assert_eq!(
+        post_json(&c.gw[1].addr, "/payments", &payment_body(&uuid(7, 2), "1")).status,
+        202
+    );
+    wait_for("the marker", || (c.total_count(1) == 2).then_some(()));
+    set_failure(&c.fallback, false);
+    assert_eq!(sim_totals(&c.fallback, ""), (0, 0));
+    c.assert_matches_processors("");
 }
 
 #[test]
-fn late_422_after_timeout_recorded_once_memory() {
-    late_422_recorded_once(Ledger::Memory);
+fn racing_instances_counted_once_memory() {
+    racing_instances_counted_once(Ledger::Memory);
 }
 
 #[test]
-fn late_422_after_timeout_recorded_once_redis() {
-    late_422_recorded_once(Ledger::Redis);
+fn racing_instances_counted_once_redis() {
+    racing_instances_counted_once(Ledger::Redis);
+}
+
+#[test]
+fn late_outcome_after_timeout_recorded_once_memory() {
+    late_outcome_recorded_once(Ledger::Memory);
+}
+
+#[test]
+fn late_outcome_after_timeout_recorded_once_redis() {
+    late_outcome_recorded_once(Ledger::Redis);
 }
 
 #[test]

@@ -39,6 +39,11 @@ use crate::processor::Processor;
 use crate::resp::{RedisConn, RedisTarget};
 use crate::time::Micros;
 
+/// Longest a Redis call (connect included) may take. Redis answers in microseconds; a
+/// stalled or unreachable server must not hold a core's workers, or an audit call past
+/// the official test's 1.5 s client timeout.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1_000);
+
 /// The hash from correlationId to record.
 pub const LEDGER_KEY: &str = "rinha:ledger";
 
@@ -144,18 +149,29 @@ impl RedisLedger {
     /// connection is held by value for the call and put back only after a clean reply.
     async fn query(&self, cmd: &::redis::Cmd) -> Result<Value, LedgerError> {
         let _turn = self.turn().await;
-        let mut conn = match self.conn.take() {
-            Some(conn) => conn,
-            None => RedisConn::connect(&self.target)
+        let call = async {
+            let mut conn = match self.conn.take() {
+                Some(conn) => conn,
+                None => RedisConn::connect(&self.target)
+                    .await
+                    .map_err(|e| LedgerError::Redis(format!("connect to {}: {e}", self.target)))?,
+            };
+            let reply = conn
+                .query(cmd)
                 .await
-                .map_err(|e| LedgerError::Redis(format!("connect to {}: {e}", self.target)))?,
+                .map_err(|e| LedgerError::Redis(format!("{}: {e}", self.target)))?;
+            self.conn.set(Some(conn));
+            Ok(reply)
         };
-        let reply = conn
-            .query(cmd)
-            .await
-            .map_err(|e| LedgerError::Redis(format!("{}: {e}", self.target)))?;
-        self.conn.set(Some(conn));
-        Ok(reply)
+        // On timeout the call is dropped with the connection it holds, so a late reply
+        // can never be read as the answer to a later command.
+        match monoio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(result) => result,
+            Err(_) => Err(LedgerError::Redis(format!(
+                "{}: no answer within {CALL_TIMEOUT:?}",
+                self.target
+            ))),
+        }
     }
 
     /// Drops the connection after a reply that makes no sense: whatever went wrong, the
