@@ -87,6 +87,17 @@ impl std::error::Error for ConfigError {}
 /// value counts as unset.
 pub struct Vars<F: Fn(&str) -> Option<String>>(pub F);
 
+impl Vars<Box<dyn Fn(&str) -> Option<String>>> {
+    /// Variables from a table (tests, tools).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Vars(Box::new(move |k| map.get(k).cloned()))
+    }
+}
+
 impl<F: Fn(&str) -> Option<String>> Vars<F> {
     pub fn get(&self, var: &'static str) -> Option<String> {
         (self.0)(var).filter(|v| !v.trim().is_empty())
@@ -233,11 +244,7 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_vars(&Vars(move |k| map.get(k).cloned()))
+        Config::from_vars(&Vars::from_pairs(pairs))
     }
 
     #[test]

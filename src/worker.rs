@@ -22,7 +22,7 @@ use crate::gateway::Core;
 use crate::ledger::{Ledger, Record};
 use crate::payment::{Payment, Stage};
 use crate::processor::{get_payment, post_payment, Lookup, PostOutcome, Processor};
-use crate::time::now_micros;
+use crate::time::{now_micros, Micros};
 
 /// Pause between attempts to write a settled payment to an unreachable ledger (Redis
 /// restarting): the record must land, and this keeps a dead Redis from being hammered.
@@ -89,16 +89,7 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
     .await
     {
         PostOutcome::Charged => {
-            record(
-                core,
-                Record {
-                    id: p.id,
-                    processor: target,
-                    requested_at,
-                    cents: p.cents,
-                },
-            )
-            .await;
+            record(core, p, target, requested_at).await;
             Step::Done
         }
         PostOutcome::AlreadyThere if attempted_before => resolve(core, p, target).await,
@@ -123,6 +114,49 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
     }
 }
 
+/// What a lookup told, once acted on.
+enum Looked {
+    /// Stored there: recorded if the stored `requestedAt` is ours, otherwise someone
+    /// else charged it. Either way the payment is settled.
+    Settled,
+    /// 404: not stored there (yet).
+    Missing,
+    /// No usable answer.
+    Unknown,
+}
+
+/// Asks `target` whether it stored the payment, recording it if the stored attempt is
+/// ours.
+async fn look_up<L: Ledger>(core: &Core<L>, p: &Payment, target: Processor) -> Looked {
+    let ours = p.requested_at[target.index()];
+    let client = &core.processors[target.index()];
+    match get_payment(client, p.id, core.config.processor_timeout).await {
+        Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
+            record(core, p, target, requested_at).await;
+            Looked::Settled
+        }
+        // Stored with another requestedAt: another instance charged it.
+        Lookup::Found { .. } => Looked::Settled,
+        Lookup::NotFound => Looked::Missing,
+        Lookup::Unknown => Looked::Unknown,
+    }
+}
+
+/// Whether an uncertain payment has waited long enough that a 404 proves no attempt
+/// can still land; if so it is free again.
+fn free_if_settled<L>(core: &Core<L>, p: &mut Payment, target: Processor) -> bool {
+    match p.stage {
+        Stage::Uncertain { processor, since } if processor == target => {
+            let settled = since.elapsed() >= core.config.uncertain_settle;
+            if settled {
+                p.stage = Stage::Queued;
+            }
+            settled
+        }
+        _ => false,
+    }
+}
+
 /// Before retrying an uncertain payment: settles it if `target` stored it, and frees
 /// it once a 404 comes after the settle time. `None`: go on and send it again (always
 /// safe on the same processor with the same `requestedAt`).
@@ -131,72 +165,42 @@ async fn look_up_uncertain<L: Ledger>(
     p: &mut Payment,
     target: Processor,
 ) -> Option<Step> {
-    let ours = p.requested_at[target.index()];
-    let client = &core.processors[target.index()];
-    match get_payment(client, p.id, core.config.processor_timeout).await {
-        Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
-            let rec = Record {
-                id: p.id,
-                processor: target,
-                requested_at,
-                cents: p.cents,
-            };
-            record(core, rec).await;
-            Some(Step::Done)
-        }
-        Lookup::Found { .. } => Some(Step::Done),
-        Lookup::NotFound => {
-            if let Stage::Uncertain { since, .. } = p.stage {
-                if since.elapsed() >= core.config.uncertain_settle {
-                    p.stage = Stage::Queued;
-                }
-            }
+    match look_up(core, p, target).await {
+        Looked::Settled => Some(Step::Done),
+        Looked::Missing => {
+            free_if_settled(core, p, target);
             None
         }
-        Lookup::Unknown => None,
+        Looked::Unknown => None,
     }
 }
 
-/// Asks `target` whether it stored the payment, and settles what the answer allows.
+/// After a 422 following our own attempts, or a refusal while uncertain: settles what
+/// a lookup allows.
 async fn resolve<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) -> Step {
-    let ours = p.requested_at[target.index()];
-    let client = &core.processors[target.index()];
-    match get_payment(client, p.id, core.config.processor_timeout).await {
-        Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
-            record(
-                core,
-                Record {
-                    id: p.id,
-                    processor: target,
-                    requested_at,
-                    cents: p.cents,
-                },
-            )
-            .await;
-            Step::Done
-        }
-        // Stored with another requestedAt: another instance charged it.
-        Lookup::Found { .. } => Step::Done,
-        Lookup::NotFound => match p.stage {
-            Stage::Uncertain { processor, since } if processor == target => {
-                if since.elapsed() < core.config.uncertain_settle {
-                    // An uncertain attempt may still be waiting inside the processor.
-                    Step::Later
-                } else {
-                    p.stage = Stage::Queued;
-                    Step::Refused
-                }
-            }
-            // A 422 said it is there, the lookup says it is not (a purge in between):
-            // ask again later rather than guess.
-            _ => Step::Later,
-        },
-        Lookup::Unknown => Step::Later,
+    match look_up(core, p, target).await {
+        Looked::Settled => Step::Done,
+        // Uncertain and past the settle time: free to go elsewhere. Still within it, an
+        // attempt may be waiting inside the processor. Not uncertain (a 422 said it is
+        // there, the lookup says it is not: a purge in between): ask again later.
+        Looked::Missing if free_if_settled(core, p, target) => Step::Refused,
+        Looked::Missing | Looked::Unknown => Step::Later,
     }
 }
 
 /// Writes a settled payment to the ledger, retrying until it lands.
-async fn record<L: Ledger>(core: &Core<L>, rec: Record) {
+async fn record<L: Ledger>(
+    core: &Core<L>,
+    p: &Payment,
+    processor: Processor,
+    requested_at: Micros,
+) {
+    let rec = Record {
+        id: p.id,
+        processor,
+        requested_at,
+        cents: p.cents,
+    };
     loop {
         match core.ledger.record(rec).await {
             Ok(_) => return,

@@ -102,11 +102,7 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_vars(&Vars(move |k| map.get(k).cloned()))
+        Config::from_vars(&Vars::from_pairs(pairs))
     }
 
     #[test]
