@@ -22,13 +22,6 @@ impl Processor {
     pub fn index(self) -> usize {
         self as usize
     }
-
-    pub fn other(self) -> Processor {
-        match self {
-            Processor::Default => Processor::Fallback,
-            Processor::Fallback => Processor::Default,
-        }
-    }
 }
 
 use std::time::Duration;

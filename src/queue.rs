@@ -106,12 +106,6 @@ impl Backlog {
         }
     }
 
-    /// Queues a payment to be tried again right away.
-    pub fn retry_now(&self, payment: Payment) {
-        self.ready.borrow_mut().push_back(payment);
-        self.wake_one();
-    }
-
     /// Takes the next payment without waiting.
     pub fn try_pop(&self) -> Option<Payment> {
         if let Some(p) = self.ready.borrow_mut().pop_front() {
@@ -241,13 +235,21 @@ mod tests {
         assert!(b.is_empty());
     }
 
-    #[test]
-    fn ready_retries_come_before_fresh_payments() {
-        let b = Backlog::new(8);
+    #[monoio::test_all(timer_enabled = true)]
+    async fn due_retries_come_before_fresh_payments() {
+        let b = Rc::new(Backlog::new(8));
+        let timer = monoio::spawn({
+            let b = b.clone();
+            async move { b.run_timer().await }
+        });
         b.push(p(1)).unwrap();
-        b.retry_now(p(9));
+        b.retry_at(Instant::now(), p(9));
+        while b.ready.borrow().is_empty() {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
         assert_eq!(b.try_pop().map(|p| p.id), Some(9));
         assert_eq!(b.try_pop().map(|p| p.id), Some(1));
+        drop(timer);
     }
 
     #[monoio::test_all(timer_enabled = true)]
