@@ -138,9 +138,10 @@ pub struct Signals {
     /// Running shares of failures and timeouts among outcomes (same weight as latency).
     error_rate: f64,
     timeout_rate: f64,
-    /// Start times of requests in flight, by sequence number from `first_seq`; `None`
-    /// once finished (removed when they reach the front).
-    starts: VecDeque<Option<Instant>>,
+    /// Start times of requests in flight (and whether each is a probe), by sequence
+    /// number from `first_seq`; `None` once finished (removed when they reach the
+    /// front).
+    starts: VecDeque<Option<(Instant, bool)>>,
     first_seq: u64,
     in_flight: usize,
     probes_in_flight: usize,
@@ -216,7 +217,7 @@ impl Signals {
     /// A request starts now.
     pub fn start(&mut self, now: Instant, probe: bool) -> Ticket {
         let seq = self.first_seq + self.starts.len() as u64;
-        self.starts.push_back(Some(now));
+        self.starts.push_back(Some((now, probe)));
         self.in_flight += 1;
         if probe {
             self.probes_in_flight += 1;
@@ -357,13 +358,16 @@ impl Signals {
         }
     }
 
-    /// Age of the `STALL_QUORUM`-th oldest request in flight.
+    /// Age of the `STALL_QUORUM`-th oldest request in flight. Probes do not count:
+    /// they were sent while the processor was failing, and its delay then says nothing
+    /// about the payments sent after it recovered.
     fn stalled_for(&self, now: Instant) -> Option<Duration> {
         self.starts
             .iter()
             .flatten()
+            .filter(|(_, probe)| !probe)
             .nth(STALL_QUORUM - 1)
-            .map(|t| now.saturating_duration_since(*t))
+            .map(|(t, _)| now.saturating_duration_since(*t))
     }
 
     /// The request timeout for a request sent now: twice the expected latency plus a
@@ -453,6 +457,24 @@ mod tests {
             s.finish(k, Outcome::Answered, t0 + ms(10));
         }
         assert_eq!(s.in_flight(), 0);
+    }
+
+    #[test]
+    fn probes_in_flight_are_not_a_slowdown() {
+        let t0 = Instant::now();
+        let mut s = signals();
+        let mut t = t0;
+        for _ in 0..FAIL_AFTER {
+            t = one(&mut s, t, ms(1), Outcome::Failed);
+        }
+        // Probes sent into a 2 s failing delay; the processor recovers and a new probe
+        // answers at once: the old probes still out must not make it look slow.
+        let _old: Vec<Ticket> = (0..5).map(|i| s.start(t + ms(i * 10), true)).collect();
+        let k = s.start(t + ms(900), true);
+        s.finish(k, Outcome::Answered, t + ms(905));
+        let v = s.view(t + ms(1_800));
+        assert_eq!(v.state, State::Healthy);
+        assert_eq!(v.expected, ms(5));
     }
 
     #[test]
