@@ -170,7 +170,6 @@ def self_test(config, compose_dir):
         sys.exit(f"self-test: the configuration under test must pass first: {ok}")
     services = list(config["services"])
     gw = next(n for n in services if n != LB_SERVICE)
-    secc = next((n for n in services if seccomp_profiles(config["services"][n])), None)
     tmp = tempfile.mkdtemp()
     no_uring = os.path.join(tmp, "no-io_uring.json")
     with open(no_uring, "w") as f:
@@ -211,14 +210,22 @@ def self_test(config, compose_dir):
          lambda c: (svc(c, gw).pop("security_opt", None),
                     svc(c, gw).setdefault("environment", {}).__setitem__("IO_DRIVER", "uring"))),
     ]
-    if secc:
-        breaks += [
-            ("seccomp-profile", "a profile that does not exist",
-             lambda c: svc(c, secc).__setitem__("security_opt", ["seccomp=./no-such-profile.json"])),
-            ("seccomp-profile", "a profile without io_uring",
-             lambda c: svc(c, secc).__setitem__("security_opt", [f"seccomp={no_uring}"])),
-        ]
+    # The shipped profile must be fit for the switch to io_uring docker-compose.yml
+    # describes, whether or not a service uses it now.
+    shipped = ["seccomp=./seccomp-io_uring.json"]
+    breaks += [
+        ("seccomp-profile", "a profile that does not exist",
+         lambda c: svc(c, gw).__setitem__("security_opt", ["seccomp=./no-such-profile.json"])),
+        ("seccomp-profile", "a profile without io_uring",
+         lambda c: svc(c, gw).__setitem__("security_opt", [f"seccomp={no_uring}"])),
+    ]
     failed = False
+    switched = copy.deepcopy(config)
+    svc(switched, gw)["security_opt"] = shipped
+    svc(switched, gw).setdefault("environment", {})["IO_DRIVER"] = "uring"
+    if check(switched, compose_dir):
+        print(f"self-test: {gw} with IO_DRIVER=uring and {shipped[0]} fails: {check(switched, compose_dir)}")
+        failed = True
     for rule, what, brk in breaks:
         broken = copy.deepcopy(config)
         brk(broken)

@@ -21,8 +21,8 @@
 # load is then below saturation, like the official test's (e.g. 600 connections,
 # PACE_MS=1000).
 #
-# Per run: requests/s, p99, CPU seconds of the front door + both gateways
-# (/proc/<pid>/stat utime+stime deltas), CPU per request, non-2xx answers. At the end:
+# Per run: requests/s, p99, CPU seconds of the front door + both gateways (deltas of
+# the time their threads ran, /proc/<pid>/task/*/schedstat), CPU per request, non-2xx answers. At the end:
 # ratios A/B per pair with min/median/max.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -67,7 +67,7 @@ cgroup() {
   local cpu=/sys/fs/cgroup/cpu/$CG-$1 mem=/sys/fs/cgroup/memory/$CG-$1
   mkdir -p "$cpu" "$mem"
   echo 100000 > "$cpu/cpu.cfs_period_us"
-  python3 -c "print(int($2 * 100000))" > "$cpu/cpu.cfs_quota_us"
+  echo "$(python3 -c "print(round($2 * 100000))")" > "$cpu/cpu.cfs_quota_us"
   echo $(( $3 * 1024 * 1024 )) > "$mem/memory.limit_in_bytes"
 }
 # launch GROUP LOG ENV... -- CMD...: starts CMD (in the cgroups GROUP unless it is
@@ -89,9 +89,13 @@ wait_log() { # LOG PATTERN: waits up to 5 s for PATTERN in LOG
   echo "timed out waiting for '$2' in $1:"; cat "$1"; exit 1
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { # utime+stime of the given pids, in clock ticks
-  local t=0 p
-  for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done
+cpu_ns() { # CPU time of the given processes, all their threads, in ns (schedstat:
+  # the same time as utime+stime in /proc/<pid>/stat, without its 10 ms ticks, which
+  # are too coarse for the paced runs)
+  local t=0 p f
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/schedstat; do t=$(( t + $(cut -d' ' -f1 "$f") )); done
+  done
   echo "$t"
 }
 
@@ -154,22 +158,46 @@ start_front() {
   esac
 }
 
+# cgroup_stats: per group, periods throttled so far and peak memory (MB) since reset.
+cgroup_stats() {
+  [ "$GROUPS_ON" = 1 ] || return 0
+  local g out=""
+  for g in lb gw1 gw2; do
+    out+=" ${g}_throttled=$(awk '/nr_throttled/ {print $2}' "/sys/fs/cgroup/cpu/$CG-$g/cpu.stat")"
+    out+=" ${g}_peak_mb=$(( $(cat "/sys/fs/cgroup/memory/$CG-$g/memory.max_usage_in_bytes") / 1048576 ))"
+  done
+  echo "$out"
+}
+reset_peaks() {
+  [ "$GROUPS_ON" = 1 ] || return 0
+  local g
+  for g in lb gw1 gw2; do echo 0 > "/sys/fs/cgroup/memory/$CG-$g/memory.max_usage_in_bytes"; done
+}
+
 # one NAME FRONT DRIVER: one measured run on a fresh topology; appends a line to results.
 one() {
+  reset_peaks
   start_gateways "$3"
   start_front "$2"
   # A first request through the front door, so a failure to start shows up here.
   curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
     -d '{"correlationId":"00000000-0000-4000-8000-000000000000","amount":1}' "$URL" \
     || { echo "$1: the front door does not answer"; tail -n 5 "$DIR"/*.log; exit 1; }
-  local pids=("${FRONT_PIDS[@]}" "${GW_PIDS[@]}") before after
-  before=$(cpu_ticks "${pids[@]}")
+  local pids=("${FRONT_PIDS[@]}" "${GW_PIDS[@]}") before after stats0
+  stats0=$(cgroup_stats)
+  before=$(cpu_ns "${pids[@]}")
   taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$SCRIPT" "$URL" > "$DIR/wrk.out"
-  after=$(cpu_ticks "${pids[@]}")
+  after=$(cpu_ns "${pids[@]}")
+  local stats1; stats1=$(cgroup_stats)
   stop_run
-  python3 - "$1" "$DIR/wrk.out" $(( after - before )) "$(getconf CLK_TCK)" <<'PY' | tee -a "$DIR/results"
+  python3 - "$1" "$DIR/wrk.out" $(( after - before )) "$stats0" "$stats1" <<'PY' | tee -a "$DIR/results"
 import re, sys
-name, path, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+name, path, cpu_ns = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s0 = dict(f.split("=") for f in sys.argv[4].split())
+s1 = dict(f.split("=") for f in sys.argv[5].split())
+# Throttled periods during the run; peak memory over the run.
+groups = " ".join(f"{k}={int(v) - int(s0[k])}" if k.endswith("throttled") else f"{k}={v}"
+                  for k, v in s1.items())
 out = open(path).read()
 unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -178,9 +206,10 @@ reqs = int(re.search(r"(\d+) requests in", out).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 errs = re.search(r"Socket errors: (.*)", out)
-cpu = ticks / hz
+cpu = cpu_ns / 1e9
 print(f"{name} rps={rps:.0f} p99_ms={p99:.3f} cpu_s={cpu:.2f} cpu_us_per_req={cpu / reqs * 1e6:.2f} "
-      f"non2xx={bad.group(1) if bad else 0} socket_errors={errs.group(1).strip() if errs else 'none'}")
+      f"non2xx={bad.group(1) if bad else 0} {groups} "
+      f"socket_errors={(errs.group(1).strip() if errs else 'none').replace(' ', '')}")
 PY
 }
 
