@@ -320,11 +320,7 @@ fn handoff_passes_pipelined_keepalive_traffic_intact() {
     assert_half_close(&stack);
 }
 
-/// Known defect: with io_uring gateways, about one run in ten sees a handed-off client
-/// connection reset or closed before it is answered (never with epoll gateways: 25 of 25
-/// runs clean). Kept runnable with `cargo test -- --ignored` until hand-off is fixed.
 #[test]
-#[ignore = "intermittent reset of handed-off connections on io_uring gateways"]
 fn handoff_passes_pipelined_keepalive_traffic_intact_uring_gateways() {
     let stack = Stack::new(Mode::Handoff, "epoll", "uring", GwListen::Unix);
     assert_pipelined_payments(&stack, 0x1b03);

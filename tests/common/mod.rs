@@ -202,10 +202,19 @@ impl Conn {
         }
     }
 
+    /// One read. A read interrupted by a signal is retried: with a receive timeout set,
+    /// Linux does not restart socket reads after a signal (socket(7)), and this process
+    /// does get SIGCHLD whenever a child of a parallel test exits.
     pub fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
+        loop {
+            let r = match self {
+                Conn::Tcp(s) => s.read(buf),
+                Conn::Unix(s) => s.read(buf),
+            };
+            match r {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
         }
     }
 
