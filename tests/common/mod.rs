@@ -1,4 +1,4 @@
-//! Test harness: the real binaries (gateway, processor-sim) and a real redis-server as
+//! Test harness: the real binaries (gateway, processor-sim, lb) and a real redis-server as
 //! child processes on ephemeral ports or Unix sockets in a per-test directory, and a
 //! blocking HTTP client that speaks raw bytes.
 #![allow(dead_code)]
@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long any wait in a test may last before the test fails: generous, since it only
@@ -130,6 +130,41 @@ pub fn gateway_bin() -> &'static str {
 
 pub fn sim_bin() -> &'static str {
     env!("CARGO_BIN_EXE_processor-sim")
+}
+
+/// Path of the lb binary, built once for this test run.
+pub fn lb_bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // The gateway binary sits in <target dir>/<profile dir>/; the lb goes next to it.
+        let gateway = PathBuf::from(gateway_bin());
+        let profile_dir = gateway.parent().expect("gateway binary has a directory");
+        let target_dir = profile_dir
+            .parent()
+            .expect("profile directory has a parent");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(other) => other,
+            None => panic!("unexpected binary path {}", gateway.display()),
+        };
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "lb",
+                "--bin",
+                "lb",
+                "--profile",
+                profile,
+            ])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo to build the lb");
+        assert!(status.success(), "building the lb failed");
+        profile_dir.join("lb").to_string_lossy().into_owned()
+    })
 }
 
 /// Starts a processor simulator on an ephemeral TCP port.
