@@ -20,7 +20,7 @@ SIM_PORT=$(free_port); GW_PORT=$(free_port); NGX_PORT=$(free_port)
 LISTEN=127.0.0.1:$SIM_PORT IO_DRIVER=epoll taskset -c 1 target/release/processor-sim 2>"$DIR/sim.log" &
 sleep 0.3
 curl -s -X PUT -H 'X-Rinha-Token: 123' -d '{"delay":600000}' "http://127.0.0.1:$SIM_PORT/admin/configurations/delay" >/dev/null
-CORES=1 LISTEN=127.0.0.1:$GW_PORT WORKERS_PER_CORE=1 QUEUE_CAPACITY=8000000 IO_DRIVER=${IO_DRIVER:-auto} \
+CORES=1 LISTEN=127.0.0.1:$GW_PORT MAX_IN_FLIGHT=1 QUEUE_CAPACITY=8000000 IO_DRIVER=${IO_DRIVER:-auto} \
   PROCESSOR_DEFAULT_URL=http://127.0.0.1:$SIM_PORT PROCESSOR_FALLBACK_URL=http://127.0.0.1:$SIM_PORT \
   taskset -c 0 target/release/gateway 2>"$DIR/gw.log" &
 sed -e "s#NGINX_DIR#$DIR#g" -e "s#NGINX_PORT#$NGX_PORT#g" bench/wrk/nginx-202.conf > "$DIR/nginx.conf"
