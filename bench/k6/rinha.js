@@ -98,6 +98,8 @@ const accepted = new Counter('payments_accepted');
 const rejected = new Counter('payments_rejected');
 const inconsistencies = new Counter('audit_inconsistencies');
 const audits = new Counter('audits');
+// Backend summaries that did not answer 200 (audits and the end of the test).
+const summaryFailures = new Counter('summary_failures');
 // Filled in teardown: the end-of-test figures (see handleSummary).
 const end = {};
 for (const k of [
@@ -184,6 +186,8 @@ function backendSummary(fromMs, toMs) {
   const q = fromMs === undefined ? '' : `?from=${iso(fromMs)}&to=${iso(toMs)}`;
   const r = http.get(`${BACKEND}/payments-summary${q}`, { tags: { kind: 'summary' } });
   if (r.status !== 200) {
+    summaryFailures.add(1);
+    console.warn(`summary ${q}: HTTP ${r.status} ${r.body}`);
     return null;
   }
   const j = r.json();
@@ -261,12 +265,28 @@ export function audit() {
   }
 }
 
+// The end-of-test summary is asked up to this many times: one failed answer would zero the
+// whole score, which would hide every other figure of the run. Each failure is counted in
+// `summary_failures` and reported.
+const END_SUMMARY_TRIES = 3;
+
+function backendSummaryRetried(fromMs, toMs) {
+  for (let i = 0; i < END_SUMMARY_TRIES; i++) {
+    const b = backendSummary(fromMs, toMs);
+    if (b !== null) {
+      return b;
+    }
+    sleep(0.1);
+  }
+  return null;
+}
+
 export function teardown() {
   const now = Date.now();
   const from = now - S.money_window_s * 1000;
   let money;
   if (S.money_from === 'backend') {
-    const b = backendSummary(from, now) || {
+    const b = backendSummaryRetried(from, now) || {
       default: { requests: 0, amount: 0 },
       fallback: { requests: 0, amount: 0 },
     };
@@ -283,7 +303,7 @@ export function teardown() {
     end[`money_${p}_fee`].add(money[p].fee);
   }
   // Everything either side recorded, at one instant: how far the backend trails.
-  const b = backendSummary();
+  const b = backendSummaryRetried();
   const p = processorSummaries();
   for (const k of ['default', 'fallback']) {
     end[`final_backend_${k}_requests`].add(b ? b[k].requests : -1);
@@ -324,6 +344,7 @@ export function handleSummary(data) {
     http_req_duration_ms: data.metrics.http_req_duration ? data.metrics.http_req_duration.values : {},
     inconsistencies: inc,
     audits: metric(data, 'audits', 'count'),
+    summary_failures: metric(data, 'summary_failures', 'count'),
     counted_from: S.money_from,
     counted_window_s: S.money_window_s,
     default: {
@@ -356,6 +377,7 @@ export function handleSummary(data) {
     [RESULT_JSON]: JSON.stringify(result, null, 2),
     stdout: `\n${NAME}: score ${result.score}  net ${result.net}  p99 ${p99.toFixed(2)} ms  ` +
       `inconsistencies ${inc}  default ${result.default.requests}  fallback ${result.fallback.requests}  ` +
-      `accepted ${acceptedN}  lag ${result.lag_payments}\n`,
+      `accepted ${acceptedN}  lag ${result.lag_payments}` +
+      `${result.summary_failures ? `  SUMMARY FAILURES ${result.summary_failures}` : ''}\n`,
   };
 }
