@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use crate::gateway::Core;
+use crate::health::{parse_push, INTERNAL_HEALTH_PATH};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{Reply, ACCEPTED};
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
@@ -28,6 +29,10 @@ pub enum Route {
     InternalSummary,
     /// `POST /internal/purge`: forget this instance's records, for peers.
     InternalPurge,
+    /// `POST /internal/health`: a health report from the peer that polls.
+    InternalHealth,
+    /// `GET /metrics`: Prometheus text format.
+    Metrics,
 }
 
 /// Maps a path to its route and the one method it takes.
@@ -39,6 +44,8 @@ pub fn route(path: &[u8]) -> Option<(Route, Method)> {
         b"/health" => (Route::Health, Method::Get),
         p if p == INTERNAL_SUMMARY_PATH.as_bytes() => (Route::InternalSummary, Method::Get),
         p if p == INTERNAL_PURGE_PATH.as_bytes() => (Route::InternalPurge, Method::Post),
+        p if p == INTERNAL_HEALTH_PATH.as_bytes() => (Route::InternalHealth, Method::Post),
+        b"/metrics" => (Route::Metrics, Method::Get),
         _ => return None,
     })
 }
@@ -64,9 +71,13 @@ impl<L: Ledger> Api<L> {
             return reply.preserialized(ACCEPTED);
         }
         match self.core.backlog.push(Payment::new(id, cents)) {
-            Ok(()) => reply.preserialized(ACCEPTED),
+            Ok(()) => {
+                self.core.metrics.accepted();
+                reply.preserialized(ACCEPTED)
+            }
             Err(_) => {
                 shared.unaccept(id);
+                self.core.metrics.refused_full();
                 reply.error(503, "payment queue is full; retry later")
             }
         }
@@ -122,6 +133,23 @@ impl<L: Ledger> Api<L> {
         }
     }
 
+    fn internal_health(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
+        match parse_push(req.body) {
+            Ok((p, r)) => {
+                self.core.board.set(p, r);
+                reply.json(200, br#"{"message":"noted"}"#);
+            }
+            Err(reason) => reply.error(400, &reason),
+        }
+    }
+
+    fn metrics(&self, reply: &mut Reply<'_>) {
+        self.core.publish();
+        let mut out = String::with_capacity(4096);
+        self.core.metrics.render(&mut out);
+        reply.with_headers(200, "", "text/plain; version=0.0.4", out.as_bytes());
+    }
+
     fn health(&self, reply: &mut Reply<'_>) {
         let mut body = b"{\"status\":\"ok\",\"instance\":".to_vec();
         crate::http::response::write_json_str(&mut body, &self.core.config.instance_id);
@@ -151,6 +179,8 @@ impl<L: Ledger> Service for Api<L> {
             Route::Health => self.health(reply),
             Route::InternalSummary => self.internal_summary(req, reply).await,
             Route::InternalPurge => self.purge(reply, false).await,
+            Route::InternalHealth => self.internal_health(req, reply),
+            Route::Metrics => self.metrics(reply),
         }
     }
 }

@@ -8,15 +8,32 @@ use std::time::Duration;
 use crate::addr::Addr;
 use crate::resp::RedisTarget;
 
-/// Default in-flight processor requests per core: each worker task holds at most one.
-pub const DEFAULT_WORKERS_PER_CORE: usize = 64;
+/// Default processor requests in flight per processor for the whole instance (split
+/// over its cores). Throughput is in-flight ÷ latency: the final test sends up to
+/// 600 payments/s while the default answers after 1–2 s, and the processor itself
+/// admits 800 at once (plus 500 queued) for all instances together: two instances at
+/// 400 each fill it without reaching its 429s.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 400;
+/// Official fees (final test): default 7 %, fallback 10 %.
+pub const DEFAULT_FEES: [f64; 2] = [0.07, 0.10];
+/// Default deadline: a payment sent now should be settled within this. The official
+/// clients give up after 1.5 s; a processor slower than that is too slow while the
+/// other one is fast, because a payment committed to it cannot be moved.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1_500);
+/// Default horizon: how long the run can be expected to go on, which prices waiting
+/// (see `docs/routing.md`): a payment held back for a failing default waits at most
+/// horizon × (fallback fee − default fee) ÷ (1 − default fee).
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(240);
+/// Default interval between real payments sent to a failing (or too slow) processor to
+/// learn when it recovers.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// Default bound of each core's payment queue. At the final test's 600 payments/s, a
 /// core of one of two instances takes ~150/s: this holds several minutes of backlog
 /// (~64 bytes a payment, 4 MiB a core at most) before intake answers 503.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
-/// Default processor request timeout: above the longest delay of the official
-/// scenarios (5 s), so that a slow processor answers instead of leaving the outcome
-/// uncertain.
+/// Default ceiling of the processor request timeout (each timeout follows the observed
+/// latency, see [`crate::signals`]): above the longest delay of the official scenarios
+/// (5 s), so that a slow processor answers instead of leaving the outcome uncertain.
 pub const DEFAULT_PROCESSOR_TIMEOUT: Duration = Duration::from_millis(6_000);
 /// Default time a client has to finish sending a request it started.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5_000);
@@ -59,7 +76,13 @@ pub struct Config {
     pub instance_id: String,
     pub cores: usize,
     pub io_driver: IoDriver,
-    pub workers_per_core: usize,
+    /// Processor requests in flight per processor for the instance.
+    pub max_in_flight: usize,
+    /// Fee of each processor (fraction of the amount), by `Processor::index`.
+    pub fees: [f64; 2],
+    pub deadline: Duration,
+    pub horizon: Duration,
+    pub probe_interval: Duration,
     pub queue_capacity: usize,
     pub processor_timeout: Duration,
     pub request_timeout: Duration,
@@ -133,6 +156,16 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
+    /// A fee: a fraction in [0, 1).
+    pub fn fee(&self, var: &'static str, default: f64) -> Result<f64, ConfigError> {
+        self.parse(var, default, |v| match v.parse::<f64>() {
+            Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+            _ => Err(format!(
+                "expected a fraction of the amount in [0, 1), such as 0.05, got {v:?}"
+            )),
+        })
+    }
+
     pub fn io_driver(&self) -> Result<IoDriver, ConfigError> {
         self.parse("IO_DRIVER", IoDriver::Auto, |v| match v {
             "auto" => Ok(IoDriver::Auto),
@@ -166,6 +199,22 @@ fn hostname() -> String {
 }
 
 impl Config {
+    /// How long a payment may wait for a failing default before the fallback's fee is
+    /// worth paying: waiting risks losing the payment (modelled as the run ending at
+    /// any moment within the horizon), the fallback costs the fee difference.
+    pub fn patience(&self) -> Duration {
+        let gap = self.fees[1] - self.fees[0];
+        if gap <= 0.0 {
+            return Duration::ZERO;
+        }
+        self.horizon.mul_f64(gap / (1.0 - self.fees[0]))
+    }
+
+    /// This instance's in-flight limit per processor on one core.
+    pub fn max_in_flight_per_core(&self) -> usize {
+        self.max_in_flight.div_ceil(self.cores).max(1)
+    }
+
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_vars(&Vars(|k| std::env::var(k).ok()))
     }
@@ -228,7 +277,19 @@ impl Config {
                 .unwrap_or_else(hostname),
             cores: v.count("CORES", default_cores())?,
             io_driver: v.io_driver()?,
-            workers_per_core: v.count("WORKERS_PER_CORE", DEFAULT_WORKERS_PER_CORE)?,
+            max_in_flight: v.count("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
+            fees: [
+                v.fee("PROCESSOR_DEFAULT_FEE", DEFAULT_FEES[0])?,
+                v.fee("PROCESSOR_FALLBACK_FEE", DEFAULT_FEES[1])?,
+            ],
+            deadline: v.millis("ROUTE_DEADLINE_MS", DEFAULT_DEADLINE)?,
+            horizon: v.parse("ROUTE_HORIZON_S", DEFAULT_HORIZON, |s| {
+                match s.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+                    _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+                }
+            })?,
+            probe_interval: v.millis("PROBE_INTERVAL_MS", DEFAULT_PROBE_INTERVAL)?,
             queue_capacity: v.count("QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY)?,
             processor_timeout: v.millis("PROCESSOR_TIMEOUT_MS", DEFAULT_PROCESSOR_TIMEOUT)?,
             request_timeout: v.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
@@ -270,6 +331,28 @@ mod tests {
         assert_eq!(c.handoff, Some(Addr::Unix("/run/gw1.sock".into())));
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert!(c.cores >= 1);
+        assert_eq!(c.fees, [0.07, 0.10]);
+    }
+
+    #[test]
+    fn patience_prices_the_fee_gap() {
+        // Final test fees: 240 s × 0.03 / 0.93 ≈ 7.7 s.
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.patience().as_millis(), 7_741);
+        // Preview fees: 240 s × 0.10 / 0.95 ≈ 25.3 s, longer than its 20 s outage.
+        let c = cfg(&[
+            ("PROCESSOR_DEFAULT_FEE", "0.05"),
+            ("PROCESSOR_FALLBACK_FEE", "0.15"),
+        ])
+        .unwrap();
+        assert_eq!(c.patience().as_millis(), 25_263);
+        // A fallback no dearer than the default is never worth waiting for.
+        let c = cfg(&[
+            ("PROCESSOR_DEFAULT_FEE", "0.1"),
+            ("PROCESSOR_FALLBACK_FEE", "0.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.patience(), Duration::ZERO);
     }
 
     #[test]
@@ -285,7 +368,12 @@ mod tests {
             ("PROCESSOR_DEFAULT_URL", "https://x:1"),
             ("PROCESSOR_FALLBACK_URL", "ftp://x"),
             ("REDIS_URL", "http://x"),
-            ("WORKERS_PER_CORE", "-3"),
+            ("MAX_IN_FLIGHT", "-3"),
+            ("PROCESSOR_DEFAULT_FEE", "5%"),
+            ("PROCESSOR_FALLBACK_FEE", "1.5"),
+            ("ROUTE_DEADLINE_MS", "0"),
+            ("ROUTE_HORIZON_S", "forever"),
+            ("PROBE_INTERVAL_MS", "x"),
             ("QUEUE_CAPACITY", "0"),
             ("PROCESSOR_TIMEOUT_MS", "1.5"),
             ("REQUEST_TIMEOUT_MS", "0"),

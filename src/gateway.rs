@@ -6,21 +6,29 @@
 //! connection pools, the ledger handle. Only the two instance-wide maps cross threads,
 //! each behind one mutex held for a single hash operation.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use monoio::time::Instant;
 
 use crate::api::Api;
 use crate::config::{Config, LedgerConfig};
 use crate::handoff;
+use crate::health::{Board, Mode, Monitor};
 use crate::http::client::Client;
 use crate::ledger::memory::{MemoryLedger, MemoryStore};
 use crate::ledger::redis::RedisLedger;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::queue::Backlog;
 use crate::runtime::{self, Driver};
 use crate::server::{self, StdListener, Timeouts};
+use crate::signals::{Signals, State, View};
 
 /// Hashes a correlationId, already a uniformly random 128-bit value, by folding it.
 #[derive(Default)]
@@ -51,13 +59,19 @@ pub struct Shared {
     pub config: Config,
     /// correlationIds this instance accepted (queued once each).
     accepted: Mutex<IdSet>,
+    /// The latest health report of each processor.
+    pub board: Arc<Board>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
+        let metrics = Arc::new(Metrics::new(config.cores));
         Shared {
             config,
             accepted: Mutex::new(IdSet::default()),
+            board: Arc::new(Board::default()),
+            metrics,
         }
     }
 
@@ -80,6 +94,7 @@ impl Shared {
 
 /// One core's state.
 pub struct Core<L> {
+    pub id: usize,
     pub shared: Arc<Shared>,
     /// Same as `shared.config`, for brevity.
     pub config: Config,
@@ -87,21 +102,55 @@ pub struct Core<L> {
     pub ledger: L,
     /// Connection pools to the processors, by `Processor::index`.
     pub processors: [Client; 2],
+    /// What this core's requests tell about each processor, by `Processor::index`.
+    pub signals: [RefCell<Signals>; 2],
+    /// Same as `shared.board` and `shared.metrics`, for brevity.
+    pub board: Arc<Board>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl<L: Ledger> Core<L> {
-    pub fn new(shared: Arc<Shared>, ledger: L) -> Core<L> {
+    pub fn new(id: usize, shared: Arc<Shared>, ledger: L) -> Core<L> {
         let config = shared.config.clone();
-        let idle = config.workers_per_core;
+        let limit = config.max_in_flight_per_core();
+        let signals = || RefCell::new(Signals::new(limit, config.deadline, config.probe_interval));
         Core {
+            id,
             backlog: Backlog::new(config.queue_capacity),
             processors: [
-                Client::new(config.processors[0].clone(), idle),
-                Client::new(config.processors[1].clone(), idle),
+                Client::new(config.processors[0].clone(), limit),
+                Client::new(config.processors[1].clone(), limit),
             ],
+            signals: [signals(), signals()],
             ledger,
+            board: shared.board.clone(),
+            metrics: shared.metrics.clone(),
             config,
             shared,
+        }
+    }
+
+    /// Both processors as the policy sees them now.
+    pub fn views(&self, now: Instant) -> [View; 2] {
+        [
+            self.signals[0].borrow_mut().view(now),
+            self.signals[1].borrow_mut().view(now),
+        ]
+    }
+
+    /// Stores this core's gauges for `/metrics`.
+    pub fn publish(&self) {
+        let g = self.metrics.core(self.id);
+        g.queue_depth.store(self.backlog.len() as u64, Relaxed);
+        for (i, s) in self.signals.iter().enumerate() {
+            let s = s.borrow();
+            g.in_flight[i].store(s.in_flight() as u64, Relaxed);
+            g.limit[i].store(s.cap() as u64, Relaxed);
+            let state = State::ALL.iter().position(|x| *x == s.state()).unwrap_or(0);
+            g.state[i].store(state as u64, Relaxed);
+            let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
+            g.latency_ewma_us[i].store(us(s.ewma()), Relaxed);
+            g.latency_p99_us[i].store(us(s.p99()), Relaxed);
         }
     }
 }
@@ -130,13 +179,15 @@ pub fn run(config: Config) -> Result<(), String> {
         LedgerConfig::Redis(t) => format!("redis at {t}"),
     };
     crate::log!(
-        "listening on {bound}{handoff_note}; io driver {}; {} cores; {} workers per core; \
-         ledger {ledger_name}; processors {} and {}",
+        "listening on {bound}{handoff_note}; io driver {}; {} cores; {} in flight per processor; \
+         ledger {ledger_name}; processors {} and {}; deadline {:?}, patience {:?}",
         driver.name(),
         config.cores,
-        config.workers_per_core,
+        config.max_in_flight,
         config.processors[0],
         config.processors[1],
+        config.deadline,
+        config.patience(),
     );
     let listeners: Arc<Mutex<Vec<Option<CoreListeners>>>> = Arc::new(Mutex::new(
         listeners.into_iter().zip(handoffs).map(Some).collect(),
@@ -156,6 +207,26 @@ pub fn run(config: Config) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The health monitor of this instance (on core 0), sharing through peers or Redis
+/// as the ledger does.
+fn monitor<L>(core: &Core<L>) -> impl std::future::Future<Output = ()> {
+    let config = &core.config;
+    let mode = match &config.ledger {
+        LedgerConfig::Memory { peers } => Mode::Peers(peers.clone()),
+        LedgerConfig::Redis(t) => Mode::Redis(t.clone()),
+    };
+    let m = Rc::new(Monitor {
+        instance_id: config.instance_id.clone(),
+        processors: [
+            Rc::new(Client::new(config.processors[0].clone(), 1)),
+            Rc::new(Client::new(config.processors[1].clone(), 1)),
+        ],
+        board: core.board.clone(),
+        metrics: core.metrics.clone(),
+    });
+    m.run(mode)
 }
 
 /// One core's listeners: `LISTEN`, and `HANDOFF` when set.
@@ -199,13 +270,14 @@ fn start<L, F>(
                     std::process::exit(1);
                 }
             };
-            let core = Rc::new(Core::new(shared, make_ledger()));
+            let core = Rc::new(Core::new(core_id, shared, make_ledger()));
             monoio::spawn({
                 let core = core.clone();
                 async move { core.backlog.run_timer().await }
             });
-            for _ in 0..core.config.workers_per_core {
-                monoio::spawn(crate::worker::run(core.clone()));
+            monoio::spawn(crate::worker::run(core.clone()));
+            if core_id == 0 {
+                monoio::spawn(monitor(&core));
             }
             let api = Rc::new(Api::new(core));
             if let Some(l) = handoff_listener {

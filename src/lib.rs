@@ -21,14 +21,21 @@
 //!   [`queue::Backlog`] and answers a constant 202.
 //!
 //! Payment path:
-//! - [`worker`]: processor-client tasks drain the backlog and settle each payment by
-//!   the exactly-once rules (fixed `requestedAt` per processor, 422 proven by lookup,
+//! - [`worker`]: one dispatcher per core places each payment by [`policy::decide`]
+//!   (a pure function of [`signals`] views, the payment's age and the configuration)
+//!   and starts one attempt task per placement; attempts settle payments by the
+//!   exactly-once rules (fixed `requestedAt` per processor, 422 proven by lookup,
 //!   uncertain outcomes pinned to their processor).
+//! - [`signals`]: per core and processor, latency, stalls, failures and 429s from our
+//!   own requests, the shared health report, and the state machine built on them.
+//! - [`health`]: one health poll per processor per 5 s window for the cluster (Redis
+//!   lease, or the elected peer pushing to the others), kept in a [`health::Board`].
 //! - [`processor`]: the processor API calls over [`http::client`] (keep-alive pools,
 //!   [`addr`] for TCP or Unix targets).
 //! - [`ledger`]: settled payments keyed by correlationId; [`ledger::memory`] (per
 //!   instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared,
 //!   over [`resp`]).
+//! - [`metrics`]: counters and per-core gauges behind `GET /metrics`.
 //!
 //! Around them: [`config`] (environment variables, errors naming the variable),
 //! [`gateway`] (per-instance and per-core state, startup), [`time`] (ISO-8601 in
@@ -41,16 +48,20 @@ pub mod config;
 pub mod fdpass;
 pub mod gateway;
 pub mod handoff;
+pub mod health;
 pub mod http;
 pub mod ledger;
 pub mod log;
+pub mod metrics;
 pub mod money;
 pub mod payment;
+pub mod policy;
 pub mod processor;
 pub mod queue;
 pub mod resp;
 pub mod runtime;
 pub mod server;
+pub mod signals;
 pub mod sim;
 pub mod time;
 pub mod worker;

@@ -43,15 +43,27 @@ pub struct Payment {
     /// stored is always known.
     pub requested_at: [Option<Micros>; 2],
     pub stage: Stage,
+    /// When this instance accepted it: its age decides how long it may still wait.
+    pub accepted: monoio::time::Instant,
 }
 
 impl Payment {
+    /// A payment accepted now.
     pub fn new(id: u128, cents: Cents) -> Payment {
         Payment {
             id,
             cents,
             requested_at: [None, None],
             stage: Stage::Queued,
+            accepted: monoio::time::Instant::now(),
+        }
+    }
+
+    /// The processor an uncertain attempt pins it to.
+    pub fn pinned(&self) -> Option<Processor> {
+        match self.stage {
+            Stage::Uncertain { processor, .. } => Some(processor),
+            Stage::Queued => None,
         }
     }
 }

@@ -5,9 +5,11 @@
 //! right after it was validated and before its 202 leaves. A durable journal (a batched
 //! append to a Redis Stream) slots in there without touching the workers.
 //!
-//! Everything here is per core (`Rc`, `RefCell`): no locks, no atomics. Workers wait
-//! in [`Backlog::pop`]; every push wakes one of them. A woken worker that finds the
-//! queue already emptied by a busier one simply waits again, so no wake-up is lost.
+//! Everything here is per core (`Rc`, `RefCell`): no locks, no atomics. The core's
+//! dispatcher ([`crate::worker`]) takes payments from the heads of the two lanes
+//! ([`Lane`]) and waits in [`Backlog::changed`]; a push, a retry coming due, or a
+//! [`Backlog::kick`] (an attempt ended) wakes it. A kick while it is busy is kept, so
+//! no wake-up is lost.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
@@ -19,6 +21,7 @@ use std::task::{Context, Poll, Waker};
 use monoio::time::Instant;
 
 use crate::payment::Payment;
+use crate::processor::Processor;
 
 /// The ring is full: intake answers 503 rather than drop a payment silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +63,9 @@ pub struct Backlog {
     /// Retries waiting for their time.
     later: RefCell<BinaryHeap<Due>>,
     seq: Cell<u64>,
-    /// Workers waiting for a payment.
-    waiters: RefCell<VecDeque<Waker>>,
+    /// The dispatcher, waiting for a change.
+    dispatcher: RefCell<Option<Waker>>,
+    kicked: Cell<bool>,
     /// The timer task, waiting for the next retry or for a new one.
     timer: RefCell<Option<Waker>>,
     timer_kicked: Cell<bool>,
@@ -75,7 +79,8 @@ impl Backlog {
             ready: RefCell::new(VecDeque::new()),
             later: RefCell::new(BinaryHeap::new()),
             seq: Cell::new(0),
-            waiters: RefCell::new(VecDeque::new()),
+            dispatcher: RefCell::new(None),
+            kicked: Cell::new(false),
             timer: RefCell::new(None),
             timer_kicked: Cell::new(false),
         }
@@ -90,7 +95,7 @@ impl Backlog {
             }
             fresh.push_back(p);
         }
-        self.wake_one();
+        self.kick();
         Ok(())
     }
 
@@ -106,17 +111,39 @@ impl Backlog {
         }
     }
 
-    /// Takes the next payment without waiting.
-    pub fn try_pop(&self) -> Option<Payment> {
-        if let Some(p) = self.ready.borrow_mut().pop_front() {
-            return Some(p);
-        }
-        self.fresh.borrow_mut().pop_front()
+    /// The head of a lane: whether it is pinned, and when it was accepted.
+    pub fn head(&self, lane: Lane) -> Option<(Option<Processor>, Instant)> {
+        let q = match lane {
+            Lane::Ready => self.ready.borrow(),
+            Lane::Fresh => self.fresh.borrow(),
+        };
+        q.front().map(|p| (p.pinned(), p.accepted))
     }
 
-    /// Waits for the next payment.
-    pub fn pop(&self) -> Pop<'_> {
-        Pop { backlog: self }
+    /// Takes the head of a lane.
+    pub fn take(&self, lane: Lane) -> Option<Payment> {
+        match lane {
+            Lane::Ready => self.ready.borrow_mut().pop_front(),
+            Lane::Fresh => self.fresh.borrow_mut().pop_front(),
+        }
+    }
+
+    /// Takes the next payment without waiting: due retries first, they are older.
+    pub fn try_pop(&self) -> Option<Payment> {
+        self.take(Lane::Ready).or_else(|| self.take(Lane::Fresh))
+    }
+
+    /// Wakes the dispatcher: something it decides on changed.
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(w) = self.dispatcher.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Waits until the next kick (returns at once if one came since the last wait).
+    pub fn changed(&self) -> Changed<'_> {
+        Changed { backlog: self }
     }
 
     /// Payments not yet settled and not in flight: queued, ready, or waiting to retry.
@@ -145,8 +172,8 @@ impl Backlog {
                 }
                 later.peek().map(|d| d.at)
             };
-            for _ in 0..moved {
-                self.wake_one();
+            if moved > 0 {
+                self.kick();
             }
             self.timer_kicked.set(false);
             TimerWait {
@@ -156,34 +183,31 @@ impl Backlog {
             .await;
         }
     }
-
-    fn wake_one(&self) {
-        let w = self.waiters.borrow_mut().pop_front();
-        if let Some(w) = w {
-            w.wake();
-        }
-    }
 }
 
-/// The future of [`Backlog::pop`].
-pub struct Pop<'a> {
+/// The two lanes of a backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Retries whose time has come.
+    Ready,
+    /// Newly accepted payments.
+    Fresh,
+}
+
+/// The future of [`Backlog::changed`].
+pub struct Changed<'a> {
     backlog: &'a Backlog,
 }
 
-impl Future for Pop<'_> {
-    type Output = Payment;
+impl Future for Changed<'_> {
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Payment> {
-        match self.backlog.try_pop() {
-            Some(p) => Poll::Ready(p),
-            None => {
-                self.backlog
-                    .waiters
-                    .borrow_mut()
-                    .push_back(cx.waker().clone());
-                Poll::Pending
-            }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.backlog.kicked.replace(false) {
+            return Poll::Ready(());
         }
+        *self.backlog.dispatcher.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -253,27 +277,27 @@ mod tests {
     }
 
     #[monoio::test_all(timer_enabled = true)]
-    async fn waiting_workers_get_every_payment_and_retries_fire_in_order() {
+    async fn every_change_wakes_the_dispatcher_and_retries_fire_in_order() {
         let b = Rc::new(Backlog::new(64));
         let got = Rc::new(RefCell::new(Vec::new()));
         let timer = monoio::spawn({
             let b = b.clone();
             async move { b.run_timer().await }
         });
-        let mut workers = Vec::new();
-        for _ in 0..3 {
+        let dispatcher = monoio::spawn({
             let (b, got) = (b.clone(), got.clone());
-            workers.push(monoio::spawn(async move {
+            async move {
                 loop {
-                    let p = b.pop().await;
-                    got.borrow_mut().push(p.id);
-                    if p.id == 0 {
-                        break;
+                    while let Some(p) = b.try_pop() {
+                        got.borrow_mut().push(p.id);
+                        if p.id == 0 {
+                            return;
+                        }
                     }
-                    monoio::time::sleep(Duration::from_millis(1)).await;
+                    b.changed().await;
                 }
-            }));
-        }
+            }
+        });
         let now = Instant::now();
         b.retry_at(now + Duration::from_millis(30), p(101));
         b.retry_at(now + Duration::from_millis(10), p(100));
@@ -295,12 +319,29 @@ mod tests {
             pos(100) < pos(101),
             "retries fire in deadline order: {seen:?}"
         );
-        for _ in 0..3 {
-            b.push(p(0)).unwrap();
-        }
-        for w in workers {
-            w.await;
-        }
+        b.push(p(0)).unwrap();
+        dispatcher.await;
         drop(timer);
+    }
+
+    #[test]
+    fn heads_show_pinning_and_age() {
+        let b = Backlog::new(4);
+        assert_eq!(b.head(Lane::Fresh), None);
+        let mut q = p(1);
+        q.stage = crate::payment::Stage::Uncertain {
+            processor: Processor::Fallback,
+            since: Instant::now(),
+        };
+        let accepted = q.accepted;
+        b.push(q).unwrap();
+        b.push(p(2)).unwrap();
+        assert_eq!(
+            b.head(Lane::Fresh),
+            Some((Some(Processor::Fallback), accepted))
+        );
+        assert_eq!(b.take(Lane::Fresh).map(|p| p.id), Some(1));
+        assert_eq!(b.head(Lane::Fresh).map(|h| h.0), Some(None));
+        assert_eq!(b.head(Lane::Ready), None);
     }
 }

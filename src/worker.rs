@@ -1,17 +1,25 @@
-//! Processor-client tasks: each takes a payment from its core's backlog, sends it to
-//! a processor, and settles it by the rules of "The payment's life" in `design.md`:
+//! The payment path of one core: a dispatcher that places payments by the routing
+//! policy, and one task per attempt that settles it by the rules of "The payment's
+//! life" in `design.md`:
 //!
 //! - `requestedAt` is fixed per processor at the first attempt there and reused, so
-//!   whatever a processor stored is known;
+//!   whatever a processor stored is always known. It is the moment the processor is
+//!   expected to store the payment (now plus its expected latency), so that a payment
+//!   a slow processor stores late does not fall into an audit window ours missed;
 //! - 200 records the payment; 422 records it only when a lookup proves the stored
 //!   attempt was ours (same `requestedAt`), otherwise someone else charged it;
-//! - 500, 429 and refused connections stored nothing: another processor may be tried;
+//! - 500, 429 and refused connections stored nothing: the payment is placed again;
 //! - a timeout or a lost connection leaves the payment uncertain on that processor:
 //!   only that processor is tried, with the same `requestedAt`, until it answers, or
 //!   until `GET /payments/{id}` answers 404 after the settle time, when no attempt can
 //!   still be inside the processor. A payment is never charged by both.
 //!
-//! Routing here is simple: default first, fallback when default refuses.
+//! The dispatcher ([`run`]) looks at the heads of the backlog's lanes, asks
+//! [`crate::policy::decide`] with this core's [`crate::signals`] views, starts an
+//! attempt task for each payment placed, and otherwise sleeps until something changes
+//! (a payment arrives, an attempt ends, a probe or a patience comes due). It yields to
+//! the connection loop after every [`BURST`] placements, so that a drained backlog does
+//! not delay the 202s.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -20,8 +28,12 @@ use monoio::time::Instant;
 
 use crate::gateway::Core;
 use crate::ledger::{Ledger, Record};
+use crate::metrics::Resolved;
 use crate::payment::{Payment, Stage};
+use crate::policy::{decide, Decision, Placing, Rules};
 use crate::processor::{get_payment, post_payment, Lookup, PostOutcome, Processor};
+use crate::queue::Lane;
+use crate::signals::{Outcome, Ticket};
 use crate::time::{now_micros, Micros};
 
 /// Pause between attempts to write a settled payment to an unreachable ledger (Redis
@@ -40,55 +52,182 @@ enum Step {
     Later,
 }
 
-/// Runs one processor-client task forever.
-pub async fn run<L: Ledger>(core: Rc<Core<L>>) {
-    loop {
-        let p = core.backlog.pop().await;
-        handle(&core, p).await;
-    }
-}
+/// Placements in a row before the dispatcher lets the connection loop run: a backlog
+/// of thousands drained at once would otherwise hold the core for milliseconds.
+pub const BURST: usize = 32;
+/// Longest the dispatcher sleeps while payments wait: health reports from other
+/// threads do not wake it, so it looks again this often.
+const IDLE_TICK: Duration = Duration::from_millis(50);
 
-async fn handle<L: Ledger>(core: &Core<L>, mut p: Payment) {
-    let first = match p.stage {
-        Stage::Uncertain { processor, .. } => processor,
-        Stage::Queued => Processor::Default,
+/// Runs one core's dispatcher forever.
+pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
+    let rules = Rules {
+        deadline: core.config.deadline,
+        patience: core.config.patience(),
     };
-    let mut step = attempt(core, &mut p, first).await;
-    if step == Step::Refused && first == Processor::Default {
-        step = attempt(core, &mut p, Processor::Fallback).await;
-    }
-    match step {
-        Step::Done => {}
-        Step::Refused | Step::Later => {
-            core.backlog
-                .retry_at(Instant::now() + core.config.retry_delay, p);
+    let mut health_seen = u64::MAX;
+    loop {
+        let now = Instant::now();
+        if core.board.version() != health_seen {
+            health_seen = core.board.version();
+            sync_health(&core, now);
+        }
+        let mut placed = 0;
+        // Lanes whose head was told to wait this round: it stays so until something
+        // changes, and its other payments are younger.
+        let mut held = [false; 2];
+        loop {
+            let mut sent = false;
+            for (li, lane) in [Lane::Ready, Lane::Fresh].into_iter().enumerate() {
+                if held[li] {
+                    continue;
+                }
+                let Some((pinned, accepted)) = core.backlog.head(lane) else {
+                    continue;
+                };
+                let now = Instant::now();
+                let views = core.views(now);
+                let age = now.saturating_duration_since(accepted);
+                let decision = decide(&views, Placing { pinned, age }, &rules);
+                core.metrics.decision(decision);
+                let Decision::Send { to, probe } = decision else {
+                    held[li] = true;
+                    continue;
+                };
+                let Some(p) = core.backlog.take(lane) else {
+                    continue;
+                };
+                let (ticket, timeout, expected) = {
+                    let mut signals = core.signals[to.index()].borrow_mut();
+                    let timeout = if probe {
+                        // A probe waits for the real answer: a timeout would pin a
+                        // payment to a failing processor.
+                        core.config.processor_timeout
+                    } else {
+                        signals.timeout(now, core.config.processor_timeout)
+                    };
+                    let expected = signals.expected(now);
+                    (signals.start(now, probe), timeout, expected)
+                };
+                monoio::spawn(attempt_task(core.clone(), p, to, ticket, timeout, expected));
+                sent = true;
+                placed += 1;
+                if placed % BURST == 0 {
+                    core.publish();
+                    yield_now().await;
+                }
+                break;
+            }
+            if !sent {
+                break;
+            }
+        }
+        let waiting = held.contains(&true);
+        core.publish();
+        if waiting {
+            let wake_at = Instant::now() + IDLE_TICK;
+            monoio::select! {
+                _ = core.backlog.changed() => {}
+                _ = monoio::time::sleep_until(wake_at) => {}
+            }
+        } else {
+            core.backlog.changed().await;
         }
     }
 }
 
-/// One attempt on `target`.
-async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) -> Step {
-    if matches!(p.stage, Stage::Uncertain { processor, .. } if processor == target) {
+/// Copies the instance's health reports into this core's signals.
+fn sync_health<L>(core: &Core<L>, now: Instant) {
+    let wall = now_micros();
+    for (i, r) in core.board.get().into_iter().enumerate() {
+        if let Some(r) = r {
+            let age = Duration::from_micros(wall.saturating_sub(r.at).max(0) as u64);
+            let at = now.checked_sub(age).unwrap_or(now);
+            core.signals[i].borrow_mut().on_health(r.health, at, now);
+        }
+    }
+}
+
+/// Lets the other tasks of this core run once.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// One attempt, then the payment's next place: settled, placed again at once, or
+/// retried after the retry delay.
+async fn attempt_task<L: Ledger>(
+    core: Rc<Core<L>>,
+    mut p: Payment,
+    to: Processor,
+    ticket: Ticket,
+    timeout: Duration,
+    expected: Duration,
+) {
+    let (step, outcome) = attempt(&core, &mut p, to, timeout, expected).await;
+    let now = Instant::now();
+    {
+        let mut signals = core.signals[to.index()].borrow_mut();
+        match outcome {
+            Some(o) => signals.finish(ticket, o, now),
+            None => signals.cancel(ticket),
+        }
+    }
+    match step {
+        Step::Done => {}
+        Step::Refused => core.backlog.retry_at(now, p),
+        Step::Later => core.backlog.retry_at(now + core.config.retry_delay, p),
+    }
+    core.backlog.kick();
+}
+
+/// What a `POST /payments` outcome tells the signals.
+fn signal_of(o: PostOutcome) -> Outcome {
+    match o {
+        PostOutcome::Charged | PostOutcome::AlreadyThere => Outcome::Answered,
+        PostOutcome::NotCharged(429) => Outcome::Overloaded,
+        PostOutcome::NotCharged(_) => Outcome::Failed,
+        PostOutcome::Unknown => Outcome::TimedOut,
+    }
+}
+
+/// One attempt on `target`. Also returns what it tells the signals (`None`: no
+/// `POST` was sent, a lookup settled it).
+async fn attempt<L: Ledger>(
+    core: &Core<L>,
+    p: &mut Payment,
+    target: Processor,
+    timeout: Duration,
+    expected: Duration,
+) -> (Step, Option<Outcome>) {
+    if p.pinned() == Some(target) {
         // A lookup is answered without the processor's delay: an earlier attempt that
         // was stored settles the payment now, not after another full delay.
         if let Some(step) = look_up_uncertain(core, p, target).await {
-            return step;
+            return (step, None);
         }
     }
     let slot = &mut p.requested_at[target.index()];
     let attempted_before = slot.is_some();
-    let requested_at = *slot.get_or_insert_with(now_micros);
+    let requested_at = *slot.get_or_insert_with(|| now_micros() + expected.as_micros() as Micros);
     let client = &core.processors[target.index()];
-    match post_payment(
-        client,
-        p.id,
-        p.cents,
-        requested_at,
-        core.config.processor_timeout,
-    )
-    .await
-    {
+    let outcome = post_payment(client, p.id, p.cents, requested_at, timeout).await;
+    core.metrics.attempt(target, outcome);
+    let was_uncertain = p.pinned() == Some(target);
+    let step = match outcome {
         PostOutcome::Charged => {
+            if was_uncertain {
+                core.metrics.resolved(Resolved::Recorded);
+            }
             record(core, p, target, requested_at).await;
             Step::Done
         }
@@ -98,12 +237,8 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
             // same correlationId was accepted twice). It is theirs to record.
             Step::Done
         }
-        PostOutcome::NotCharged(_) => match p.stage {
-            Stage::Uncertain { processor, .. } if processor == target => {
-                resolve(core, p, target).await
-            }
-            _ => Step::Refused,
-        },
+        PostOutcome::NotCharged(_) if was_uncertain => resolve(core, p, target).await,
+        PostOutcome::NotCharged(_) => Step::Refused,
         PostOutcome::Unknown => {
             p.stage = Stage::Uncertain {
                 processor: target,
@@ -111,7 +246,8 @@ async fn attempt<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) 
             };
             Step::Later
         }
-    }
+    };
+    (step, Some(signal_of(outcome)))
 }
 
 /// What a lookup told, once acted on.
@@ -130,13 +266,22 @@ enum Looked {
 async fn look_up<L: Ledger>(core: &Core<L>, p: &Payment, target: Processor) -> Looked {
     let ours = p.requested_at[target.index()];
     let client = &core.processors[target.index()];
+    let uncertain = p.pinned() == Some(target);
     match get_payment(client, p.id, core.config.processor_timeout).await {
         Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
+            if uncertain {
+                core.metrics.resolved(Resolved::Recorded);
+            }
             record(core, p, target, requested_at).await;
             Looked::Settled
         }
         // Stored with another requestedAt: another instance charged it.
-        Lookup::Found { .. } => Looked::Settled,
+        Lookup::Found { .. } => {
+            if uncertain {
+                core.metrics.resolved(Resolved::Elsewhere);
+            }
+            Looked::Settled
+        }
         Lookup::NotFound => Looked::Missing,
         Lookup::Unknown => Looked::Unknown,
     }
@@ -150,6 +295,7 @@ fn free_if_settled<L>(core: &Core<L>, p: &mut Payment, target: Processor) -> boo
             let settled = since.elapsed() >= core.config.uncertain_settle;
             if settled {
                 p.stage = Stage::Queued;
+                core.metrics.resolved(Resolved::Freed);
             }
             settled
         }
@@ -203,7 +349,10 @@ async fn record<L: Ledger>(
     };
     loop {
         match core.ledger.record(rec).await {
-            Ok(_) => return,
+            Ok(_) => {
+                core.metrics.settled(processor);
+                return;
+            }
             Err(e) => {
                 crate::log!("recording a settled payment failed, retrying: {e}");
                 monoio::time::sleep(RECORD_RETRY_PAUSE).await;

@@ -37,7 +37,6 @@ fn cluster(ledger: Ledger, driver: &str, extra: &[(&str, String)]) -> Cluster {
                 ),
                 ("IO_DRIVER", driver.to_string()),
                 ("CORES", "2".to_string()),
-                ("WORKERS_PER_CORE", "8".to_string()),
             ];
             match &redis {
                 Some(r) => env.push(("REDIS_URL", r.addr.clone())),

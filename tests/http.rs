@@ -10,7 +10,7 @@ use std::time::Duration;
 struct One {
     gw: Proc,
     default: Proc,
-    _fallback: Proc,
+    fallback: Proc,
 }
 
 fn one(driver: &str, extra: &[(&str, String)]) -> One {
@@ -31,7 +31,7 @@ fn one(driver: &str, extra: &[(&str, String)]) -> One {
     One {
         gw,
         default,
-        _fallback: fallback,
+        fallback,
     }
 }
 
@@ -149,37 +149,55 @@ fn slow_client_times_out_epoll() {
 
 #[test]
 fn full_queue_answers_503_and_loses_nothing() {
-    // One core, one worker, a queue of one: with the processor slow, the first payment
-    // is in flight, the second waits in the queue, the third is refused.
+    // One core, one request in flight per processor, a queue of one: with both
+    // processors slow, the first payment is in flight to the default, the second
+    // overflows to the fallback, the third waits in the queue, the fourth is refused.
     let o = one(
         "auto",
         &[
             ("CORES", "1".to_string()),
-            ("WORKERS_PER_CORE", "1".to_string()),
+            ("MAX_IN_FLIGHT", "1".to_string()),
             ("QUEUE_CAPACITY", "1".to_string()),
         ],
     );
-    set_delay(&o.default, 1500);
+    set_delay(&o.default, 2000);
+    set_delay(&o.fallback, 2000);
     let post = |n| post_json(&o.gw.addr, "/payments", &payment_body(&uuid(11, n), "1"));
-    assert_eq!(post(1).status, 202);
-    wait_for("the first payment to be in flight", || {
-        let h = get(&o.gw.addr, "/health").json();
-        (h["queued"] == 0).then_some(())
-    });
-    assert_eq!(post(2).status, 202);
-    let r = post(3);
+    let queued = || {
+        get(&o.gw.addr, "/health").json()["queued"]
+            .as_u64()
+            .unwrap()
+    };
+    for n in 1..=2 {
+        assert_eq!(post(n).status, 202);
+        wait_for("the payment to be in flight", || {
+            (queued() == 0).then_some(())
+        });
+    }
+    assert_eq!(post(3).status, 202);
+    let r = post(4);
     assert_eq!(r.status, 503);
     assert!(r.json()["error"].as_str().unwrap().contains("queue"));
     set_delay(&o.default, 0);
-    wait_for("the two accepted payments", || {
-        (totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0 == 2).then_some(())
+    set_delay(&o.fallback, 0);
+    let count = || {
+        let s = get(&o.gw.addr, "/payments-summary").json();
+        totals(&s, "default").0 + totals(&s, "fallback").0
+    };
+    wait_for("the three accepted payments", || {
+        (count() == 3).then_some(())
     });
     // The refused one was not remembered as accepted: sending it again queues it.
-    assert_eq!(post(3).status, 202);
-    wait_for("the third payment", || {
-        (totals(&get(&o.gw.addr, "/payments-summary").json(), "default").0 == 3).then_some(())
-    });
-    assert_eq!(sim_totals(&o.default, ""), (3, 300));
+    assert_eq!(post(4).status, 202);
+    wait_for("the fourth payment", || (count() == 4).then_some(()));
+    let (d, f) = (sim_totals(&o.default, ""), sim_totals(&o.fallback, ""));
+    assert_eq!((d.0 + f.0, d.1 + f.1), (4, 400));
+    assert!(f.0 >= 1, "the second payment overflowed to the fallback");
+    let m = get(&o.gw.addr, "/metrics");
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(text.contains("gateway_refused_full_total 1"), "{text}");
+    assert!(text.contains("gateway_accepted_total 4"), "{text}");
 }
 
 #[test]

@@ -1,0 +1,389 @@
+//! Counters and gauges of one instance, served as `GET /metrics` in the Prometheus text
+//! format.
+//!
+//! Counters are relaxed atomics shared by the cores (one add per event). Per-core
+//! gauges (queue depth, in-flight, processor state, latency) are stored by that core's
+//! dispatcher each time it runs, and read by whichever core answers `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::health::{PollError, Report};
+use crate::policy::Decision;
+use crate::processor::{PostOutcome, Processor};
+use crate::signals::State;
+
+/// How an uncertain payment ended up settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Proven ours (a retry answered, or the lookup showed our `requestedAt`): recorded.
+    Recorded,
+    /// Stored there with someone else's `requestedAt`: theirs.
+    Elsewhere,
+    /// A 404 after the settle time: free to go anywhere again.
+    Freed,
+}
+
+impl Resolved {
+    const ALL: [Resolved; 3] = [Resolved::Recorded, Resolved::Elsewhere, Resolved::Freed];
+
+    fn name(self) -> &'static str {
+        match self {
+            Resolved::Recorded => "recorded",
+            Resolved::Elsewhere => "elsewhere",
+            Resolved::Freed => "freed",
+        }
+    }
+}
+
+const OUTCOMES: [&str; 4] = ["charged", "already_there", "not_charged", "unknown"];
+
+fn outcome_index(o: PostOutcome) -> usize {
+    match o {
+        PostOutcome::Charged => 0,
+        PostOutcome::AlreadyThere => 1,
+        PostOutcome::NotCharged(_) => 2,
+        PostOutcome::Unknown => 3,
+    }
+}
+
+const DECISIONS: [&str; 3] = ["default", "fallback", "wait"];
+const POLL_RESULTS: [&str; 3] = ["ok", "limited", "error"];
+
+/// One core's gauges.
+#[derive(Default)]
+pub struct CoreGauges {
+    pub queue_depth: AtomicU64,
+    pub in_flight: [AtomicU64; 2],
+    pub limit: [AtomicU64; 2],
+    /// `State` as its index in `State::ALL`.
+    pub state: [AtomicU64; 2],
+    pub latency_ewma_us: [AtomicU64; 2],
+    pub latency_p99_us: [AtomicU64; 2],
+}
+
+/// The instance's metrics.
+pub struct Metrics {
+    cores: Vec<CoreGauges>,
+    accepted: AtomicU64,
+    refused_full: AtomicU64,
+    decisions: [AtomicU64; 3],
+    probes: [AtomicU64; 2],
+    attempts: [[AtomicU64; 4]; 2],
+    settled: [AtomicU64; 2],
+    resolved: [AtomicU64; 3],
+    health_polls: [[AtomicU64; 3]; 2],
+    health: [AtomicU64; 2],
+}
+
+impl Metrics {
+    pub fn new(cores: usize) -> Metrics {
+        Metrics {
+            cores: (0..cores).map(|_| CoreGauges::default()).collect(),
+            accepted: AtomicU64::new(0),
+            refused_full: AtomicU64::new(0),
+            decisions: Default::default(),
+            probes: Default::default(),
+            attempts: Default::default(),
+            settled: Default::default(),
+            resolved: Default::default(),
+            health_polls: Default::default(),
+            health: Default::default(),
+        }
+    }
+
+    /// Core `i`'s gauges (core ids come from the runtime, below `cores`).
+    pub fn core(&self, i: usize) -> &CoreGauges {
+        &self.cores[i.min(self.cores.len() - 1)]
+    }
+
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_full(&self) {
+        self.refused_full.fetch_add(1, Relaxed);
+    }
+
+    pub fn decision(&self, d: Decision) {
+        let i = match d {
+            Decision::Send {
+                to: Processor::Default,
+                ..
+            } => 0,
+            Decision::Send {
+                to: Processor::Fallback,
+                ..
+            } => 1,
+            Decision::Wait => 2,
+        };
+        self.decisions[i].fetch_add(1, Relaxed);
+        if let Decision::Send { to, probe: true } = d {
+            self.probes[to.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn attempt(&self, p: Processor, o: PostOutcome) {
+        self.attempts[p.index()][outcome_index(o)].fetch_add(1, Relaxed);
+    }
+
+    pub fn settled(&self, p: Processor) {
+        self.settled[p.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn resolved(&self, r: Resolved) {
+        self.resolved[r as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn health_poll(&self, p: Processor, r: &Result<Report, PollError>) {
+        let i = match r {
+            Ok(rep) => {
+                let v = (u64::from(rep.health.failing) << 63)
+                    | rep.health.min_response.as_millis() as u64;
+                self.health[p.index()].store(v, Relaxed);
+                0
+            }
+            Err(PollError::Limited) => 1,
+            Err(PollError::Other(_)) => 2,
+        };
+        self.health_polls[p.index()][i].fetch_add(1, Relaxed);
+    }
+
+    /// Writes every metric in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let sum = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).sum::<u64>();
+        gauge(
+            out,
+            "gateway_queue_depth",
+            "Payments waiting in the backlogs.",
+        );
+        let _ = writeln!(
+            out,
+            "gateway_queue_depth {}",
+            sum(&|c| c.queue_depth.load(Relaxed))
+        );
+        gauge(out, "gateway_in_flight", "Processor requests in flight.");
+        for p in Processor::ALL {
+            let i = p.index();
+            let _ = writeln!(
+                out,
+                "gateway_in_flight{{processor=\"{}\"}} {}",
+                p.name(),
+                sum(&|c| c.in_flight[i].load(Relaxed))
+            );
+        }
+        gauge(out, "gateway_in_flight_limit", "Current in-flight limit.");
+        for p in Processor::ALL {
+            let i = p.index();
+            let _ = writeln!(
+                out,
+                "gateway_in_flight_limit{{processor=\"{}\"}} {}",
+                p.name(),
+                sum(&|c| c.limit[i].load(Relaxed))
+            );
+        }
+        gauge(
+            out,
+            "gateway_processor_state",
+            "Routing state of each processor, one-hot per core.",
+        );
+        for (core, c) in self.cores.iter().enumerate() {
+            for p in Processor::ALL {
+                let now = c.state[p.index()].load(Relaxed) as usize;
+                for (si, s) in State::ALL.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "gateway_processor_state{{core=\"{core}\",processor=\"{}\",state=\"{}\"}} {}",
+                        p.name(),
+                        s.name(),
+                        u8::from(si == now)
+                    );
+                }
+            }
+        }
+        gauge(
+            out,
+            "gateway_latency_ms",
+            "Processor latency seen by our requests (worst core).",
+        );
+        for p in Processor::ALL {
+            let i = p.index();
+            for (stat, f) in [("ewma", 0), ("p99", 1)] {
+                let us = self
+                    .cores
+                    .iter()
+                    .map(|c| {
+                        if f == 0 {
+                            c.latency_ewma_us[i].load(Relaxed)
+                        } else {
+                            c.latency_p99_us[i].load(Relaxed)
+                        }
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "gateway_latency_ms{{processor=\"{}\",stat=\"{stat}\"}} {}",
+                    p.name(),
+                    us as f64 / 1000.0
+                );
+            }
+        }
+        gauge(
+            out,
+            "gateway_health_min_response_ms",
+            "minResponseTime of the last health poll made by this instance.",
+        );
+        for p in Processor::ALL {
+            let v = self.health[p.index()].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "gateway_health_min_response_ms{{processor=\"{}\",failing=\"{}\"}} {}",
+                p.name(),
+                v >> 63 == 1,
+                v & !(1 << 63)
+            );
+        }
+        counter(out, "gateway_accepted_total", "Payments accepted (202).");
+        let _ = writeln!(
+            out,
+            "gateway_accepted_total {}",
+            self.accepted.load(Relaxed)
+        );
+        counter(
+            out,
+            "gateway_refused_full_total",
+            "Payments refused with 503: queue full.",
+        );
+        let _ = writeln!(
+            out,
+            "gateway_refused_full_total {}",
+            self.refused_full.load(Relaxed)
+        );
+        counter(
+            out,
+            "gateway_decisions_total",
+            "Routing decisions by outcome.",
+        );
+        for (i, d) in DECISIONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "gateway_decisions_total{{decision=\"{d}\"}} {}",
+                self.decisions[i].load(Relaxed)
+            );
+        }
+        counter(out, "gateway_probes_total", "Payments sent as probes.");
+        for p in Processor::ALL {
+            let _ = writeln!(
+                out,
+                "gateway_probes_total{{processor=\"{}\"}} {}",
+                p.name(),
+                self.probes[p.index()].load(Relaxed)
+            );
+        }
+        counter(out, "gateway_attempts_total", "POST /payments attempts.");
+        for p in Processor::ALL {
+            for (oi, o) in OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "gateway_attempts_total{{processor=\"{}\",outcome=\"{o}\"}} {}",
+                    p.name(),
+                    self.attempts[p.index()][oi].load(Relaxed)
+                );
+            }
+        }
+        counter(
+            out,
+            "gateway_settled_total",
+            "Payments recorded by this instance.",
+        );
+        for p in Processor::ALL {
+            let _ = writeln!(
+                out,
+                "gateway_settled_total{{processor=\"{}\"}} {}",
+                p.name(),
+                self.settled[p.index()].load(Relaxed)
+            );
+        }
+        counter(
+            out,
+            "gateway_uncertain_resolved_total",
+            "Uncertain attempts resolved.",
+        );
+        for r in Resolved::ALL {
+            let _ = writeln!(
+                out,
+                "gateway_uncertain_resolved_total{{result=\"{}\"}} {}",
+                r.name(),
+                self.resolved[r as usize].load(Relaxed)
+            );
+        }
+        counter(
+            out,
+            "gateway_health_polls_total",
+            "Health polls made by this instance.",
+        );
+        for p in Processor::ALL {
+            for (ri, r) in POLL_RESULTS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "gateway_health_polls_total{{processor=\"{}\",result=\"{r}\"}} {}",
+                    p.name(),
+                    self.health_polls[p.index()][ri].load(Relaxed)
+                );
+            }
+        }
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+fn counter(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_its_type() {
+        let m = Metrics::new(2);
+        m.accepted();
+        m.decision(Decision::Send {
+            to: Processor::Fallback,
+            probe: true,
+        });
+        m.attempt(Processor::Default, PostOutcome::NotCharged(500));
+        m.settled(Processor::Fallback);
+        m.resolved(Resolved::Freed);
+        m.core(1).queue_depth.store(7, Relaxed);
+        m.core(0).queue_depth.store(3, Relaxed);
+        m.core(1).state[0].store(2, Relaxed);
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "gateway_queue_depth 10",
+            "gateway_accepted_total 1",
+            "gateway_decisions_total{decision=\"fallback\"} 1",
+            "gateway_probes_total{processor=\"fallback\"} 1",
+            "gateway_attempts_total{processor=\"default\",outcome=\"not_charged\"} 1",
+            "gateway_settled_total{processor=\"fallback\"} 1",
+            "gateway_uncertain_resolved_total{result=\"freed\"} 1",
+            "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
+            "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+        }
+        // Every sample line belongs to a family declared with # TYPE.
+        for l in out.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(
+                out.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE"
+            );
+        }
+    }
+}
