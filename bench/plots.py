@@ -176,8 +176,13 @@ def panel_outcome(ax, outcome, vus):
     ax.legend(loc="upper left", fontsize=7)
 
 
-def panel_metric(ax, sums, name, label, ylabel, as_rate=False):
+def panel_metric(ax, sums, name, label, ylabel, as_rate=False, limit=None):
     s = series(sums, name, label)
+    if limit:  # e.g. the in-flight limit, dashed in the same colour, when it moved
+        for lv, (ts, vs) in sorted(series(sums, limit, label).items()):
+            if min(vs) == max(vs):
+                continue
+            ax.plot(ts, vs, color=COLORS.get(lv), lw=0.8, ls="--", label=f"{lv} limit")
     if not s:
         no_data(ax, name)
     for lv in sorted(s):
@@ -250,7 +255,7 @@ def make_all(run):
         ("payments", lambda ax: panel_outcome(ax, outcome, vus)),
         ("queue", lambda ax: panel_metric(ax, sums, "gateway_queue_depth", None, "queued")),
         ("in_flight", lambda ax: panel_metric(ax, sums, "gateway_in_flight", "processor",
-                                              "in flight")),
+                                              "in flight", limit="gateway_in_flight_limit")),
         ("decisions", lambda ax: panel_metric(ax, sums, "gateway_decisions_total", "decision",
                                               "decisions/s", as_rate=True)),
         ("state", lambda ax: panel_state(ax, first)),

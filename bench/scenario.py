@@ -648,6 +648,8 @@ def main():
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Explicitly, since a shell may start a background job with SIGINT ignored.
+    signal.signal(signal.SIGINT, on_term)
     workdir = tempfile.mkdtemp(prefix="rinha-bench-")
     netns = topo = sampler = k6 = None
     try:
@@ -744,7 +746,7 @@ def main():
             f.write("\n")
         log(f"result: {os.path.join(outdir, 'result.json')}")
         print(json.dumps({k: result[k] for k in (
-            "scenario", "score", "p99_ms", "inconsistencies", "lag_payments",
+            "scenario", "score", "p99_ms", "inconsistencies", "summary_failures", "lag_payments",
             "payments_accepted", "payments_counted", "net_per_accepted_payment")}))
     except KeyboardInterrupt:
         log("interrupted; cleaning up")
