@@ -381,11 +381,17 @@ class Topology:
             time.sleep(0.05)
         else:
             raise RuntimeError(f"stack did not print 'ready' in {START_TIMEOUT_S} s")
+        # Each line: `<name> <address> [<key> <value>]...`, e.g.
+        # `gateway-1 unix:/tmp/x/gateway-1.sock handoff unix:/tmp/x/gateway-1.handoff pid 42`.
+        pids = {}
         for line in lines:
-            parts = line.split(None, 1)
-            if len(parts) != 2:
+            parts = line.split()
+            if len(parts) < 2:
                 continue
-            name, addr = parts
+            name, addr = parts[0], parts[1]
+            pairs = dict(zip(parts[2::2], parts[3::2]))
+            if "pid" in pairs and pairs["pid"].isdigit():
+                pids[name] = int(pairs["pid"])
             if name == "lb":
                 self.backend_url = addr
             elif name.startswith("gateway"):
@@ -394,15 +400,15 @@ class Topology:
                 self.processor_urls[name[len("processor-"):]] = addr
         if not self.processor_urls:
             raise RuntimeError(f"stack printed no processor addresses: {lines}")
-        # The members are the stack's children other than the processors.
-        for pid in _children(p.pid):
-            comm = open(f"/proc/{pid}/comm").read().strip()
-            if comm.startswith("processor"):
-                continue
-            name = _environ(pid).get("INSTANCE_ID") or comm
-            if comm == "lb":
-                name = "lb"
-            self.members.append(Member(name, pid))
+        # The members are the lb, the gateways and redis: by the pids the stack printed,
+        # else by looking at its children.
+        if not pids:
+            for pid in _children(p.pid):
+                comm = open(f"/proc/{pid}/comm").read().strip()
+                pids[_environ(pid).get("INSTANCE_ID") or comm] = pid
+        for name, pid in sorted(pids.items()):
+            if not name.startswith("processor"):
+                self.members.append(Member(name, pid))
 
     def _start_binaries(self):
         a = self.args
