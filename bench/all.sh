@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything (~25 min): criterion, the wrk comparisons (5 alternating pairs of 5 s, the
+# Everything (~35 min): criterion, the wrk comparisons (5 alternating pairs of 5 s, the
 # nginx one under each driver), the lb comparison when bench/lb/compare.sh exists, both
 # full scenarios, and both again under the docker-compose cpu/memory limits.
 # Needs root (network namespaces, cgroups). Results: bench/results/, plots: bench/plots/.
@@ -15,8 +15,11 @@ done
 echo "== wrk: io_uring vs epoll (same binary, one core)"
 bench/wrk/compare_drivers.sh 5 5 64
 if [ -x bench/lb/compare.sh ]; then
-  echo "== lb: handoff vs proxy vs nginx"
-  bench/lb/compare.sh
+  for w in nginx proxy driver; do
+    echo "== lb: $w (saturating, then paced at the test's rate)"
+    bench/lb/compare.sh "$w" 3 10 64
+    PACE_MS=1000 bench/lb/compare.sh "$w" 3 10 600
+  done
 fi
 for s in preview final; do
   echo "== scenario: $s"

@@ -174,12 +174,19 @@ def _parse_mem(s):
     return int(float(m.group(1)) * mult)
 
 
-def compose_limits():
-    """(cpus, bytes) per service role, from docker-compose.yml when the tree has one."""
+# Variables the runner sets itself to wire the processes together; everything else a
+# service's `environment` in docker-compose.yml says (CORES, IO_DRIVER, tuning) is applied.
+WIRING_VARS = {"LISTEN", "HANDOFF", "PEERS", "UPSTREAMS", "PROCESSOR_DEFAULT_URL",
+               "PROCESSOR_FALLBACK_URL", "INSTANCE_ID", "REDIS_URL"}
+
+
+def compose_services():
+    """Per role (lb, gateway-1, gateway-2, redis): (cpus, memory bytes, environment), from
+    docker-compose.yml when the tree has one, else the budget's defaults."""
     path = os.path.join(ROOT, "docker-compose.yml")
     if not os.path.exists(path):
         log("no docker-compose.yml: limits lb 0.1 CPU/30 MB, gateways 0.7 CPU/160 MB each")
-        return dict(DEFAULT_LIMITS)
+        return {k: (c, m, {}) for k, (c, m) in DEFAULT_LIMITS.items()}
     cfg = subprocess.run(
         ["docker-compose", "-f", path, "config"], capture_output=True, text=True, check=True
     ).stdout
@@ -191,27 +198,33 @@ def compose_limits():
             input=cfg, capture_output=True, text=True, check=True,
         ).stdout
     )
-    limits, gateways = {}, []
+    out, gateways = {}, []
     for name, svc in sorted(doc.get("services", {}).items()):
         lim = svc.get("deploy", {}).get("resources", {}).get("limits", {})
         if not lim:
             continue
         cpus = float(lim.get("cpus", 0) or 0)
         mem = _parse_mem(lim["memory"]) if "memory" in lim else 0
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) for e in env if "=" in e)
+        env = {k: str(v) for k, v in env.items() if k not in WIRING_VARS and v is not None}
         text = " ".join([name, str(svc.get("image", "")), str(svc.get("command", "")),
                          str(svc.get("entrypoint", ""))]).lower()
         if "redis" in text:
-            limits["redis"] = (cpus, mem)
+            out["redis"] = (cpus, mem, {})
         elif re.search(r"\blb\b|balancer|nginx|haproxy", text) or name.startswith("lb"):
-            limits["lb"] = (cpus, mem)
+            out["lb"] = (cpus, mem, env)
         else:
-            gateways.append((name, (cpus, mem)))
-    for i, (name, lim) in enumerate(gateways[:2]):
-        limits[f"gateway-{i + 1}"] = lim
-    log(f"limits from docker-compose.yml: {limits}")
-    for k, v in DEFAULT_LIMITS.items():
-        limits.setdefault(k, v)
-    return limits
+            gateways.append((cpus, mem, env))
+    for i, svc in enumerate(gateways[:2]):
+        out[f"gateway-{i + 1}"] = svc
+    log("from docker-compose.yml: " + "; ".join(
+        f"{k} {c:g} CPU {m / 2**20:.0f} MiB {' '.join(f'{a}={b}' for a, b in sorted(e.items()))}"
+        for k, (c, m, e) in sorted(out.items())))
+    for k, (c, m) in DEFAULT_LIMITS.items():
+        out.setdefault(k, (c, m, {}))
+    return out
 
 
 # ---------------------------------------------------------------- processes
@@ -413,13 +426,21 @@ class Topology:
     def _start_binaries(self):
         a = self.args
         dfee, ffee = FEES[a.scenario]
-        limits = compose_limits() if a.limits else {}
+        services = compose_services() if a.limits else {}
         tag = f"rinha-bench-{os.getpid()}"
 
+        def compose_env(role):
+            """The service's own settings; the runner's options (--io-driver, --cores) win."""
+            env = dict(services.get(role, (0, 0, {}))[2])
+            env.update(common)
+            if a.cores and role.startswith("gateway"):
+                env["CORES"] = str(a.cores)
+            return env
+
         def cg(role):
-            if role not in limits:
+            if role not in services:
                 return None
-            cpus, mem = limits[role]
+            cpus, mem, _ = services[role]
             g = Cgroup(f"{tag}-{role}", cpus, mem)
             self.cgroups.append(g)
             return g
@@ -447,6 +468,7 @@ class Topology:
         for i in range(2):
             name = f"gateway-{i + 1}"
             env = dict(gw_env, LISTEN=listen[i], HANDOFF=handoff[i], INSTANCE_ID=name)
+            env.update(compose_env(name))
             if a.ledger == "memory":
                 env["PEERS"] = listen[1 - i]
             if a.cores:
@@ -461,8 +483,8 @@ class Topology:
         upstreams = handoff if a.lb_mode == "handoff" else listen
         g = cg("lb")
         lb = self._start("lb", [os.path.join(RELEASE, "lb")],
-                         dict(common, LISTEN=LB_LISTEN, UPSTREAMS=",".join(upstreams),
-                              LB_MODE=a.lb_mode), g)
+                         dict(compose_env("lb"), LISTEN=LB_LISTEN,
+                              UPSTREAMS=",".join(upstreams), LB_MODE=a.lb_mode), g)
         lb.wait_log("listening on")
         self.members.append(Member("lb", lb.pid, g))
 

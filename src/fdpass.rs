@@ -1,5 +1,5 @@
-//! Passing file descriptors over Unix stream sockets (SCM_RIGHTS): the crate's only
-//! unsafe code.
+//! Passing file descriptors over Unix stream sockets (SCM_RIGHTS): one of the crate's
+//! two unsafe modules (the other is [`crate::procctl`], for the stack runner).
 //!
 //! The lb hands each accepted client connection to a gateway as one data byte that
 //! carries one fd in an SCM_RIGHTS control message ([`send_fd`]); the gateway takes the

@@ -12,8 +12,8 @@
 //! - [`server`]: binds (SO_REUSEPORT per core for TCP), accepts, and runs the
 //!   connection loop: read, parse every complete request, answer, write once.
 //! - [`handoff`]: with `HANDOFF` set, also takes client connections the lb accepted
-//!   and passed over a Unix socket ([`fdpass`]: SCM_RIGHTS, the crate's only unsafe
-//!   code), and serves them with the same connection loop.
+//!   and passed over a Unix socket ([`fdpass`]: SCM_RIGHTS, one of the crate's two
+//!   unsafe modules), and serves them with the same connection loop.
 //! - [`http::request`]: our HTTP/1.1 parser (`Status::Partial` is not an error; named
 //!   limits give 431/413/411/400). [`http::response`]: pre-serialized answers.
 //! - [`api`]: the endpoints. `POST /payments` validates ([`payment`], [`money`]),
@@ -41,6 +41,10 @@
 //! [`gateway`] (per-instance and per-core state, startup), [`time`] (ISO-8601 in
 //! microseconds), [`log`], and [`sim`], the payment-processor simulator behind the
 //! `processor-sim` binary.
+//!
+//! Local runner: [`stack`] starts redis (optional), two simulators, two gateways and the
+//! lb as child processes and prints where they listen (`stack` binary); its signal and
+//! child-process control is [`procctl`], the crate's second and last unsafe module.
 
 pub mod addr;
 pub mod api;
@@ -56,6 +60,7 @@ pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod policy;
+pub mod procctl;
 pub mod processor;
 pub mod queue;
 pub mod resp;
@@ -63,5 +68,6 @@ pub mod runtime;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod stack;
 pub mod time;
 pub mod worker;

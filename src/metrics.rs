@@ -152,196 +152,197 @@ impl Metrics {
     /// Writes every metric in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let sum = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).sum::<u64>();
-        gauge(
+        let max = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).max().unwrap_or(0);
+        let load = |a: &AtomicU64| a.load(Relaxed);
+
+        family(
             out,
             "gateway_queue_depth",
+            "gauge",
             "Payments waiting in the backlogs.",
         );
-        let _ = writeln!(
+        sample(
             out,
-            "gateway_queue_depth {}",
-            sum(&|c| c.queue_depth.load(Relaxed))
+            "gateway_queue_depth",
+            "",
+            sum(&|c| load(&c.queue_depth)),
         );
-        gauge(out, "gateway_in_flight", "Processor requests in flight.");
-        for p in Processor::ALL {
-            let i = p.index();
-            let _ = writeln!(
-                out,
-                "gateway_in_flight{{processor=\"{}\"}} {}",
-                p.name(),
-                sum(&|c| c.in_flight[i].load(Relaxed))
-            );
-        }
-        gauge(out, "gateway_in_flight_limit", "Current in-flight limit.");
-        for p in Processor::ALL {
-            let i = p.index();
-            let _ = writeln!(
-                out,
-                "gateway_in_flight_limit{{processor=\"{}\"}} {}",
-                p.name(),
-                sum(&|c| c.limit[i].load(Relaxed))
-            );
-        }
-        gauge(
+        family(
+            out,
+            "gateway_in_flight",
+            "gauge",
+            "Processor requests in flight.",
+        );
+        per_processor(out, "gateway_in_flight", "", |i| {
+            sum(&|c| load(&c.in_flight[i]))
+        });
+        family(
+            out,
+            "gateway_in_flight_limit",
+            "gauge",
+            "Current in-flight limit.",
+        );
+        per_processor(out, "gateway_in_flight_limit", "", |i| {
+            sum(&|c| load(&c.limit[i]))
+        });
+        family(
             out,
             "gateway_processor_state",
+            "gauge",
             "Routing state of each processor, one-hot per core.",
         );
         for (core, c) in self.cores.iter().enumerate() {
             for p in Processor::ALL {
-                let now = c.state[p.index()].load(Relaxed) as usize;
+                let now = load(&c.state[p.index()]) as usize;
                 for (si, s) in State::ALL.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "gateway_processor_state{{core=\"{core}\",processor=\"{}\",state=\"{}\"}} {}",
+                    let labels = format!(
+                        "core=\"{core}\",processor=\"{}\",state=\"{}\"",
                         p.name(),
-                        s.name(),
-                        u8::from(si == now)
+                        s.name()
                     );
+                    sample(out, "gateway_processor_state", &labels, u8::from(si == now));
                 }
             }
         }
-        gauge(
+        family(
             out,
             "gateway_latency_ms",
+            "gauge",
             "Processor latency seen by our requests (worst core).",
         );
-        for p in Processor::ALL {
-            let i = p.index();
-            for (stat, f) in [("ewma", 0), ("p99", 1)] {
-                let us = self
-                    .cores
-                    .iter()
-                    .map(|c| {
-                        if f == 0 {
-                            c.latency_ewma_us[i].load(Relaxed)
-                        } else {
-                            c.latency_p99_us[i].load(Relaxed)
-                        }
-                    })
-                    .max()
-                    .unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "gateway_latency_ms{{processor=\"{}\",stat=\"{stat}\"}} {}",
-                    p.name(),
-                    us as f64 / 1000.0
-                );
-            }
-        }
-        gauge(
+        per_processor(out, "gateway_latency_ms", ",stat=\"ewma\"", |i| {
+            max(&|c| load(&c.latency_ewma_us[i])) as f64 / 1000.0
+        });
+        per_processor(out, "gateway_latency_ms", ",stat=\"p99\"", |i| {
+            max(&|c| load(&c.latency_p99_us[i])) as f64 / 1000.0
+        });
+        family(
             out,
             "gateway_health_min_response_ms",
+            "gauge",
             "minResponseTime of the last health poll made by this instance.",
         );
-        for p in Processor::ALL {
-            let v = self.health[p.index()].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "gateway_health_min_response_ms{{processor=\"{}\",failing=\"{}\"}} {}",
-                p.name(),
-                v >> 63 == 1,
-                v & !(1 << 63)
-            );
-        }
-        counter(out, "gateway_accepted_total", "Payments accepted (202).");
-        let _ = writeln!(
+        per_processor(out, "gateway_health_min_response_ms", "", |i| {
+            load(&self.health[i]) & !(1 << 63)
+        });
+        family(
             out,
-            "gateway_accepted_total {}",
-            self.accepted.load(Relaxed)
+            "gateway_health_failing",
+            "gauge",
+            "failing of the last health poll made by this instance.",
         );
-        counter(
+        per_processor(out, "gateway_health_failing", "", |i| {
+            load(&self.health[i]) >> 63
+        });
+        family(
+            out,
+            "gateway_accepted_total",
+            "counter",
+            "Payments accepted (202).",
+        );
+        sample(out, "gateway_accepted_total", "", load(&self.accepted));
+        family(
             out,
             "gateway_refused_full_total",
+            "counter",
             "Payments refused with 503: queue full.",
         );
-        let _ = writeln!(
+        sample(
             out,
-            "gateway_refused_full_total {}",
-            self.refused_full.load(Relaxed)
+            "gateway_refused_full_total",
+            "",
+            load(&self.refused_full),
         );
-        counter(
+        family(
             out,
             "gateway_decisions_total",
+            "counter",
             "Routing decisions by outcome.",
         );
         for (i, d) in DECISIONS.iter().enumerate() {
-            let _ = writeln!(
+            let labels = format!("decision=\"{d}\"");
+            sample(
                 out,
-                "gateway_decisions_total{{decision=\"{d}\"}} {}",
-                self.decisions[i].load(Relaxed)
+                "gateway_decisions_total",
+                &labels,
+                load(&self.decisions[i]),
             );
         }
-        counter(out, "gateway_probes_total", "Payments sent as probes.");
-        for p in Processor::ALL {
-            let _ = writeln!(
-                out,
-                "gateway_probes_total{{processor=\"{}\"}} {}",
-                p.name(),
-                self.probes[p.index()].load(Relaxed)
-            );
+        family(
+            out,
+            "gateway_probes_total",
+            "counter",
+            "Payments sent as probes.",
+        );
+        per_processor(out, "gateway_probes_total", "", |i| load(&self.probes[i]));
+        family(
+            out,
+            "gateway_attempts_total",
+            "counter",
+            "POST /payments attempts.",
+        );
+        for (oi, o) in OUTCOMES.iter().enumerate() {
+            let extra = format!(",outcome=\"{o}\"");
+            per_processor(out, "gateway_attempts_total", &extra, |i| {
+                load(&self.attempts[i][oi])
+            });
         }
-        counter(out, "gateway_attempts_total", "POST /payments attempts.");
-        for p in Processor::ALL {
-            for (oi, o) in OUTCOMES.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "gateway_attempts_total{{processor=\"{}\",outcome=\"{o}\"}} {}",
-                    p.name(),
-                    self.attempts[p.index()][oi].load(Relaxed)
-                );
-            }
-        }
-        counter(
+        family(
             out,
             "gateway_settled_total",
+            "counter",
             "Payments recorded by this instance.",
         );
-        for p in Processor::ALL {
-            let _ = writeln!(
-                out,
-                "gateway_settled_total{{processor=\"{}\"}} {}",
-                p.name(),
-                self.settled[p.index()].load(Relaxed)
-            );
-        }
-        counter(
+        per_processor(out, "gateway_settled_total", "", |i| load(&self.settled[i]));
+        family(
             out,
             "gateway_uncertain_resolved_total",
+            "counter",
             "Uncertain attempts resolved.",
         );
         for r in Resolved::ALL {
-            let _ = writeln!(
-                out,
-                "gateway_uncertain_resolved_total{{result=\"{}\"}} {}",
-                r.name(),
-                self.resolved[r as usize].load(Relaxed)
-            );
+            let labels = format!("result=\"{}\"", r.name());
+            let v = load(&self.resolved[r as usize]);
+            sample(out, "gateway_uncertain_resolved_total", &labels, v);
         }
-        counter(
+        family(
             out,
             "gateway_health_polls_total",
+            "counter",
             "Health polls made by this instance.",
         );
-        for p in Processor::ALL {
-            for (ri, r) in POLL_RESULTS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "gateway_health_polls_total{{processor=\"{}\",result=\"{r}\"}} {}",
-                    p.name(),
-                    self.health_polls[p.index()][ri].load(Relaxed)
-                );
-            }
+        for (ri, r) in POLL_RESULTS.iter().enumerate() {
+            let extra = format!(",result=\"{r}\"");
+            per_processor(out, "gateway_health_polls_total", &extra, |i| {
+                load(&self.health_polls[i][ri])
+            });
         }
     }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn counter(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// One sample per processor, labelled `processor="…"` followed by `extra` labels.
+fn per_processor<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    extra: &str,
+    value: impl Fn(usize) -> V,
+) {
+    for p in Processor::ALL {
+        let labels = format!("processor=\"{}\"{extra}", p.name());
+        sample(out, name, &labels, value(p.index()));
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,11 @@ use monoio::time::Instant;
 use crate::payment::Payment;
 use crate::processor::Processor;
 
+/// Slots of the ring allocated up front: the default capacity, so that the ring never
+/// reallocates (and stalls the core while copying) on the way to it. Pages are only
+/// resident once written. Larger capacities grow past this on demand.
+const PREALLOCATED: usize = crate::config::DEFAULT_QUEUE_CAPACITY;
+
 /// The ring is full: intake answers 503 rather than drop a payment silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -75,7 +80,7 @@ impl Backlog {
     pub fn new(capacity: usize) -> Backlog {
         Backlog {
             capacity,
-            fresh: RefCell::new(VecDeque::new()),
+            fresh: RefCell::new(VecDeque::with_capacity(capacity.min(PREALLOCATED))),
             ready: RefCell::new(VecDeque::new()),
             later: RefCell::new(BinaryHeap::new()),
             seq: Cell::new(0),

@@ -1,4 +1,4 @@
-//! Test harness: the real binaries (gateway, processor-sim) and a real redis-server as
+//! Test harness: the real binaries (gateway, processor-sim, lb) and a real redis-server as
 //! child processes on ephemeral ports or Unix sockets in a per-test directory, and a
 //! blocking HTTP client that speaks raw bytes.
 #![allow(dead_code)]
@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long any wait in a test may last before the test fails: generous, since it only
@@ -132,6 +132,41 @@ pub fn sim_bin() -> &'static str {
     env!("CARGO_BIN_EXE_processor-sim")
 }
 
+/// Path of the lb binary, built once for this test run.
+pub fn lb_bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // The gateway binary sits in <target dir>/<profile dir>/; the lb goes next to it.
+        let gateway = PathBuf::from(gateway_bin());
+        let profile_dir = gateway.parent().expect("gateway binary has a directory");
+        let target_dir = profile_dir
+            .parent()
+            .expect("profile directory has a parent");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(other) => other,
+            None => panic!("unexpected binary path {}", gateway.display()),
+        };
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "lb",
+                "--bin",
+                "lb",
+                "--profile",
+                profile,
+            ])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo to build the lb");
+        assert!(status.success(), "building the lb failed");
+        profile_dir.join("lb").to_string_lossy().into_owned()
+    })
+}
+
 /// Starts a processor simulator on an ephemeral TCP port.
 pub fn sim(name: &str, fee: &str, extra: &[(&str, String)]) -> Proc {
     let mut env = vec![
@@ -202,10 +237,19 @@ impl Conn {
         }
     }
 
+    /// One read. A read interrupted by a signal is retried: with a receive timeout set,
+    /// Linux does not restart socket reads after a signal (socket(7)), and this process
+    /// does get SIGCHLD whenever a child of a parallel test exits.
     pub fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
+        loop {
+            let r = match self {
+                Conn::Tcp(s) => s.read(buf),
+                Conn::Unix(s) => s.read(buf),
+            };
+            match r {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
         }
     }
 
