@@ -451,9 +451,12 @@ class Topology:
                        INSTANCE_ID=f"processor-{role}")
             self._start(f"processor-{role}", [os.path.join(RELEASE, "processor-sim")], env)
             self.processor_urls[role] = f"http://127.0.0.1:{port}"
+        # The scenario's fees, as a deployment for that scenario sets them: they price
+        # how long payments wait for a failing default (docs/routing.md).
         gw_env = dict(common,
                       PROCESSOR_DEFAULT_URL=self.processor_urls["default"],
-                      PROCESSOR_FALLBACK_URL=self.processor_urls["fallback"])
+                      PROCESSOR_FALLBACK_URL=self.processor_urls["fallback"],
+                      PROCESSOR_DEFAULT_FEE=dfee, PROCESSOR_FALLBACK_FEE=ffee)
         if a.ledger == "redis":
             sock = os.path.join(self.workdir, "redis.sock")
             g = cg("redis")

@@ -46,6 +46,10 @@ const MAX_HEADERS: usize = 32;
 /// Room reserved for the request line's fixed parts, `Host` and `Content-Length` lines,
 /// so that building a request allocates once.
 const REQUEST_HEAD_RESERVE: usize = 96;
+/// Pooled connections idle longer than this are closed rather than reused: servers close
+/// idle keep-alive connections (our gateways after 60 s, nginx after 75 s), and a request
+/// written while the server closes its end fails.
+const POOL_IDLE_LIMIT: Duration = Duration::from_secs(20);
 
 /// One connection pool to one target, owned by one core. Clones share the pool.
 #[derive(Clone)]
@@ -64,7 +68,7 @@ struct Shared {
 struct Pool {
     /// Idle connections, most recently used last (taken first: least likely to have been
     /// closed by the server's idle timeout).
-    idle: Vec<Conn>,
+    idle: Vec<(Conn, Instant)>,
     /// Last address a TCP connect succeeded to; cleared when a connect fails.
     resolved: Option<SocketAddr>,
 }
@@ -170,21 +174,54 @@ impl Client {
             "head_extra must be whole header lines"
         );
         let deadline = Instant::now().checked_add(timeout);
-        let request = encode_request(method, path, &self.shared.host_header, head_extra, body);
-        let pooled = self.shared.pool.borrow_mut().idle.pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => self.connect(deadline).await?,
-        };
+        let mut request = encode_request(method, path, &self.shared.host_header, head_extra, body);
         let no_body = method.eq_ignore_ascii_case("HEAD");
-        match within(deadline, exchange(conn, request, no_body)).await {
+        let idempotent = no_body || method.eq_ignore_ascii_case("GET");
+        if let Some(conn) = self.take_idle() {
+            // Only a request that may be sent twice keeps a copy for a second try.
+            let first = if idempotent {
+                request.clone()
+            } else {
+                std::mem::take(&mut request)
+            };
+            match within(deadline, exchange(conn, first, no_body)).await {
+                // The server closed the pooled connection before answering (its idle
+                // timeout raced our reuse): a GET is safe to send again, on a new one.
+                Some(Err(ClientError::Io(_))) if idempotent => {}
+                result => return self.finish(result),
+            }
+        }
+        let conn = self.connect(deadline).await?;
+        let result = within(deadline, exchange(conn, request, no_body)).await;
+        self.finish(result)
+    }
+
+    /// The most recently used idle connection that has not been idle too long; older
+    /// ones are closed.
+    fn take_idle(&self) -> Option<Conn> {
+        let now = Instant::now();
+        let mut pool = self.shared.pool.borrow_mut();
+        while let Some((conn, since)) = pool.idle.pop() {
+            if now.saturating_duration_since(since) <= POOL_IDLE_LIMIT {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Pools a reusable connection and returns the exchange's result.
+    fn finish(
+        &self,
+        result: Option<Result<(Response, Option<Conn>), ClientError>>,
+    ) -> Result<Response, ClientError> {
+        match result {
             None => Err(ClientError::Timeout),
             Some(Err(e)) => Err(e),
             Some(Ok((response, reusable))) => {
                 if let Some(conn) = reusable {
                     let mut pool = self.shared.pool.borrow_mut();
                     if pool.idle.len() < self.shared.max_idle {
-                        pool.idle.push(conn);
+                        pool.idle.push((conn, Instant::now()));
                     }
                 }
                 Ok(response)
@@ -1258,7 +1295,7 @@ mod tests {
     }
 
     #[monoio::test_all(timer_enabled = true)]
-    async fn stale_pooled_connection_is_io_not_connect() {
+    async fn stale_pooled_connection_gets_are_sent_again_posts_are_not() {
         // Answers one request per connection, keep-alive, then closes.
         let server = tcp_server(|_, conn, _| {
             if read_request(conn).is_some() {
@@ -1268,12 +1305,20 @@ mod tests {
         let client = Client::new(server.addr.clone(), 4);
         assert_eq!(get(&client, "/1").await.unwrap(), ok(200, b"ok"));
         assert_eq!(client.idle(), 1);
-        let err = get(&client, "/2").await.unwrap_err();
+        // A GET is safe to repeat: sent again on a new connection.
+        assert_eq!(get(&client, "/2").await.unwrap(), ok(200, b"ok"));
+        assert_eq!(server.accepts(), 2);
+        assert_eq!(client.idle(), 1);
+        // A POST may have been received: not repeated, the caller decides.
+        let err = client
+            .request("POST", "/3", "", b"x", PATIENT)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ClientError::Io(_)), "{err}");
         assert!(!err.not_sent());
         assert_eq!(client.idle(), 0);
-        assert_eq!(get(&client, "/3").await.unwrap(), ok(200, b"ok"));
-        assert_eq!(server.accepts(), 2);
+        assert_eq!(get(&client, "/4").await.unwrap(), ok(200, b"ok"));
+        assert_eq!(server.accepts(), 3);
     }
 
     #[monoio::test_all(timer_enabled = true)]
