@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::gateway::Core;
-use crate::health::{parse_push, INTERNAL_HEALTH_PATH};
+use crate::health::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
 use crate::http::request::{query_param, Method, Request};
 use crate::http::response::{Reply, ACCEPTED};
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
@@ -12,7 +12,7 @@ use crate::ledger::{Ledger, Summary, Window};
 use crate::money::write_cents;
 use crate::payment::{parse_body, Payment};
 use crate::server::Service;
-use crate::time::{parse_iso, Round};
+use crate::time::{now_micros, parse_iso, Round};
 
 /// Every endpoint the gateway answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +135,9 @@ impl<L: Ledger> Api<L> {
 
     fn internal_health(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
         match parse_push(req.body) {
+            Ok((_, r)) if r.at > now_micros().saturating_add(MAX_REPORT_AHEAD_US) => {
+                reply.error(422, "report dated in the future")
+            }
             Ok((p, r)) => {
                 self.core.board.set(p, r);
                 reply.json(200, br#"{"message":"noted"}"#);

@@ -47,6 +47,10 @@ pub const DEFAULT_UNCERTAIN_SETTLE: Duration = Duration::from_millis(10_000);
 /// Default pause before trying a payment again after both processors refused it.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// Longest duration any setting takes: a day. Longer ones are mistakes, and would
+/// overflow the clock arithmetic of timers.
+pub const MAX_MILLIS: u64 = 86_400_000;
+
 /// `IO_DRIVER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoDriver {
@@ -146,12 +150,12 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
         })
     }
 
-    /// A positive number of milliseconds.
+    /// A positive number of milliseconds, at most a day.
     pub fn millis(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         self.parse(var, default, |v| match v.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
+            Ok(n) if n > 0 && n <= MAX_MILLIS => Ok(Duration::from_millis(n)),
             _ => Err(format!(
-                "expected a positive number of milliseconds, got {v:?}"
+                "expected a positive number of milliseconds up to {MAX_MILLIS} (a day), got {v:?}"
             )),
         })
     }
@@ -285,8 +289,11 @@ impl Config {
             deadline: v.millis("ROUTE_DEADLINE_MS", DEFAULT_DEADLINE)?,
             horizon: v.parse("ROUTE_HORIZON_S", DEFAULT_HORIZON, |s| {
                 match s.parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-                    _ => Err(format!("expected a positive number of seconds, got {s:?}")),
+                    Ok(n) if n > 0 && n <= MAX_MILLIS / 1000 => Ok(Duration::from_secs(n)),
+                    _ => Err(format!(
+                        "expected a positive number of seconds up to {} (a day), got {s:?}",
+                        MAX_MILLIS / 1000
+                    )),
                 }
             })?,
             probe_interval: v.millis("PROBE_INTERVAL_MS", DEFAULT_PROBE_INTERVAL)?,
@@ -374,6 +381,9 @@ mod tests {
             ("ROUTE_DEADLINE_MS", "0"),
             ("ROUTE_HORIZON_S", "forever"),
             ("PROBE_INTERVAL_MS", "x"),
+            ("PROBE_INTERVAL_MS", "18446744073709551615"),
+            ("RETRY_DELAY_MS", "86400001"),
+            ("ROUTE_HORIZON_S", "86401"),
             ("QUEUE_CAPACITY", "0"),
             ("PROCESSOR_TIMEOUT_MS", "1.5"),
             ("REQUEST_TIMEOUT_MS", "0"),

@@ -219,9 +219,11 @@ fn monitor<L>(core: &Core<L>) -> impl std::future::Future<Output = ()> {
     };
     let m = Rc::new(Monitor {
         instance_id: config.instance_id.clone(),
+        // No pooled connections: a GET on a pooled connection that fails is sent again,
+        // and a health call must never be sent twice in a window.
         processors: [
-            Rc::new(Client::new(config.processors[0].clone(), 1)),
-            Rc::new(Client::new(config.processors[1].clone(), 1)),
+            Rc::new(Client::new(config.processors[0].clone(), 0)),
+            Rc::new(Client::new(config.processors[1].clone(), 0)),
         ],
         board: core.board.clone(),
         metrics: core.metrics.clone(),

@@ -46,6 +46,22 @@ const REPORT_TTL_MS: u64 = 30_000;
 /// Peers answer `/health` and `/internal/health` at once; a slow one is skipped.
 const PEER_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Rounds a peer must stay silent before an instance it outranks takes over polling.
+const TAKE_OVER_AFTER: u32 = 3;
+/// Largest `minResponseTime` believed (a report beyond it is clamped): longer than any
+/// request timeout.
+const MAX_MIN_RESPONSE: Duration = Duration::from_secs(60);
+/// How far ahead of this instance's clock a pushed report may be dated (clock skew).
+pub const MAX_REPORT_AHEAD_US: Micros = 5_000_000;
+
+/// The outcome of an election round.
+enum Election {
+    Won,
+    Lost,
+    /// No lower id answered, but a peer did not answer at all.
+    PeerSilent,
+}
+
 /// The path peers push reports to.
 pub const INTERNAL_HEALTH_PATH: &str = "/internal/health";
 
@@ -96,7 +112,7 @@ pub fn parse_health(body: &[u8]) -> Option<Health> {
     let b: HealthBody = serde_json::from_slice(body).ok()?;
     Some(Health {
         failing: b.failing,
-        min_response: Duration::from_millis(b.min_response_time),
+        min_response: Duration::from_millis(b.min_response_time).min(MAX_MIN_RESPONSE),
     })
 }
 
@@ -151,7 +167,7 @@ pub fn decode_report(s: &str) -> Option<Report> {
     Some(Report {
         health: Health {
             failing,
-            min_response: Duration::from_millis(ms),
+            min_response: Duration::from_millis(ms).min(MAX_MIN_RESPONSE),
         },
         at,
     })
@@ -242,8 +258,25 @@ impl Monitor {
 
     async fn run_peers(&self, p: Processor, peers: &[Client]) {
         let mut polling = None;
+        let mut silent_rounds = 0;
         loop {
-            let elected = self.elected(peers).await;
+            let elected = match self.elected(peers).await {
+                Election::Won => {
+                    silent_rounds = 0;
+                    true
+                }
+                Election::Lost => {
+                    silent_rounds = 0;
+                    false
+                }
+                Election::PeerSilent => {
+                    // A peer that is slow, not gone, may be polling: take over only
+                    // after it stayed silent for a few rounds.
+                    silent_rounds += 1;
+                    silent_rounds >= TAKE_OVER_AFTER
+                }
+            };
+
             if polling != Some(elected) {
                 crate::log!(
                     "{} health: {}",
@@ -276,20 +309,26 @@ impl Monitor {
         }
     }
 
-    /// Whether this instance's id sorts first among the peers that answer.
-    async fn elected(&self, peers: &[Client]) -> bool {
+    /// Whether this instance's id sorts first among its peers'.
+    async fn elected(&self, peers: &[Client]) -> Election {
+        let mut silent = false;
         for peer in peers {
             let Ok(r) = peer.request("GET", "/health", "", b"", PEER_TIMEOUT).await else {
+                silent = true;
                 continue;
             };
             let id = serde_json::from_slice::<serde_json::Value>(&r.body)
                 .ok()
                 .and_then(|v| v["instance"].as_str().map(str::to_owned));
             if id.is_some_and(|id| id < self.instance_id) {
-                return false;
+                return Election::Lost;
             }
         }
-        true
+        if silent {
+            Election::PeerSilent
+        } else {
+            Election::Won
+        }
     }
 
     async fn run_redis(&self, p: Processor, target: &RedisTarget) {
@@ -389,6 +428,12 @@ mod tests {
             })
         );
         assert_eq!(parse_health(br#"{"failing":"no"}"#), None);
+        // An absurd delay is clamped: it feeds timeouts and requestedAt.
+        assert_eq!(
+            parse_health(br#"{"failing":false,"minResponseTime":18446744073709551615}"#)
+                .map(|h| h.min_response),
+            Some(MAX_MIN_RESPONSE)
+        );
         assert_eq!(parse_health(b"Too Many Requests"), None);
     }
 

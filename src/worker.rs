@@ -55,6 +55,9 @@ enum Step {
 /// Placements in a row before the dispatcher lets the connection loop run: a backlog
 /// of thousands drained at once would otherwise hold the core for milliseconds.
 pub const BURST: usize = 32;
+/// Furthest ahead of now a `requestedAt` is set (the expected latency, bounded by the
+/// longest timeout a request may have).
+const MAX_AHEAD_MICROS: u128 = 60_000_000;
 /// Longest the dispatcher sleeps while payments wait: health reports from other
 /// threads do not wake it, so it looks again this often.
 const IDLE_TICK: Duration = Duration::from_millis(50);
@@ -173,15 +176,8 @@ async fn attempt_task<L: Ledger>(
     timeout: Duration,
     expected: Duration,
 ) {
-    let (step, outcome) = attempt(&core, &mut p, to, timeout, expected).await;
+    let step = attempt(&core, &mut p, to, ticket, timeout, expected).await;
     let now = Instant::now();
-    {
-        let mut signals = core.signals[to.index()].borrow_mut();
-        match outcome {
-            Some(o) => signals.finish(ticket, o, now),
-            None => signals.cancel(ticket),
-        }
-    }
     match step {
         Step::Done => {}
         Step::Refused => core.backlog.retry_at(now, p),
@@ -190,40 +186,51 @@ async fn attempt_task<L: Ledger>(
     core.backlog.kick();
 }
 
-/// What a `POST /payments` outcome tells the signals.
+/// What a `POST /payments` outcome tells the signals. A 4XX other than 422 and 429 is
+/// the processor refusing this request, not failing: it answered.
 fn signal_of(o: PostOutcome) -> Outcome {
     match o {
         PostOutcome::Charged | PostOutcome::AlreadyThere => Outcome::Answered,
         PostOutcome::NotCharged(429) => Outcome::Overloaded,
+        PostOutcome::NotCharged(400..=499) => Outcome::Answered,
         PostOutcome::NotCharged(_) => Outcome::Failed,
         PostOutcome::Unknown => Outcome::TimedOut,
     }
 }
 
-/// One attempt on `target`. Also returns what it tells the signals (`None`: no
-/// `POST` was sent, a lookup settled it).
+/// One attempt on `target`. The ticket is given back to the signals as soon as the
+/// processor's answer is known (before any lookup or ledger write, which are not the
+/// processor's latency).
 async fn attempt<L: Ledger>(
     core: &Core<L>,
     p: &mut Payment,
     target: Processor,
+    ticket: Ticket,
     timeout: Duration,
     expected: Duration,
-) -> (Step, Option<Outcome>) {
+) -> Step {
+    let signals = &core.signals[target.index()];
     if p.pinned() == Some(target) {
         // A lookup is answered without the processor's delay: an earlier attempt that
         // was stored settles the payment now, not after another full delay.
         if let Some(step) = look_up_uncertain(core, p, target).await {
-            return (step, None);
+            signals.borrow_mut().cancel(ticket);
+            return step;
         }
     }
     let slot = &mut p.requested_at[target.index()];
     let attempted_before = slot.is_some();
-    let requested_at = *slot.get_or_insert_with(|| now_micros() + expected.as_micros() as Micros);
+    let requested_at = *slot.get_or_insert_with(|| {
+        now_micros().saturating_add(expected.as_micros().min(MAX_AHEAD_MICROS) as Micros)
+    });
     let client = &core.processors[target.index()];
     let outcome = post_payment(client, p.id, p.cents, requested_at, timeout).await;
+    signals
+        .borrow_mut()
+        .finish(ticket, signal_of(outcome), Instant::now());
     core.metrics.attempt(target, outcome);
     let was_uncertain = p.pinned() == Some(target);
-    let step = match outcome {
+    match outcome {
         PostOutcome::Charged => {
             if was_uncertain {
                 core.metrics.resolved(Resolved::Recorded);
@@ -231,13 +238,25 @@ async fn attempt<L: Ledger>(
             record(core, p, target, requested_at).await;
             Step::Done
         }
-        PostOutcome::AlreadyThere if attempted_before => resolve(core, p, target).await,
+        PostOutcome::AlreadyThere if attempted_before => {
+            // The processor says it holds the payment: it goes nowhere else until a
+            // lookup settles it (or, after a purge there, a 404 past the settle time).
+            if !was_uncertain {
+                p.stage = Stage::Uncertain {
+                    processor: target,
+                    since: Instant::now(),
+                };
+            }
+            resolve(core, p, target).await
+        }
         PostOutcome::AlreadyThere => {
             // Never sent there by us, yet stored: charged by another instance (the
             // same correlationId was accepted twice). It is theirs to record.
             Step::Done
         }
         PostOutcome::NotCharged(_) if was_uncertain => resolve(core, p, target).await,
+        // Refused as a request (400...): not again at once, and not only here.
+        PostOutcome::NotCharged(400..=428 | 430..=499) => Step::Later,
         PostOutcome::NotCharged(_) => Step::Refused,
         PostOutcome::Unknown => {
             p.stage = Stage::Uncertain {
@@ -246,8 +265,7 @@ async fn attempt<L: Ledger>(
             };
             Step::Later
         }
-    };
-    (step, Some(signal_of(outcome)))
+    }
 }
 
 /// What a lookup told, once acted on.
@@ -358,5 +376,22 @@ async fn record<L: Ledger>(
                 monoio::time::sleep(RECORD_RETRY_PAUSE).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_feed_the_signals() {
+        assert_eq!(signal_of(PostOutcome::Charged), Outcome::Answered);
+        assert_eq!(signal_of(PostOutcome::AlreadyThere), Outcome::Answered);
+        assert_eq!(signal_of(PostOutcome::NotCharged(429)), Outcome::Overloaded);
+        // A request the processor refuses is not the processor failing.
+        assert_eq!(signal_of(PostOutcome::NotCharged(400)), Outcome::Answered);
+        assert_eq!(signal_of(PostOutcome::NotCharged(500)), Outcome::Failed);
+        assert_eq!(signal_of(PostOutcome::NotCharged(0)), Outcome::Failed);
+        assert_eq!(signal_of(PostOutcome::Unknown), Outcome::TimedOut);
     }
 }

@@ -196,6 +196,28 @@ fn full_queue_answers_503_and_loses_nothing() {
 }
 
 #[test]
+fn internal_health_reports_are_checked() {
+    let o = one("auto", &[]);
+    let push = |body: &str| post_json(&o.gw.addr, "/internal/health", body);
+    assert_eq!(push("{").status, 400);
+    assert_eq!(
+        push(r#"{"processor":"other","report":"0:0:1"}"#).status,
+        400
+    );
+    let ahead = now_micros() + 3_600_000_000;
+    let r = push(&format!(
+        r#"{{"processor":"default","report":"1:100:{ahead}"}}"#
+    ));
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"].as_str().unwrap().contains("future"));
+    let r = push(&format!(
+        r#"{{"processor":"default","report":"1:100:{}"}}"#,
+        now_micros()
+    ));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
 fn health_answers() {
     let o = one("auto", &[("INSTANCE_ID", "gw-health".to_string())]);
     let r = get(&o.gw.addr, "/health");
