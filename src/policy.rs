@@ -7,12 +7,14 @@
 //! 1. An uncertain payment goes only where it is pinned (exactly-once rule).
 //! 2. A processor that is failing or too slow gets a real payment as a probe at a
 //!    bounded rate: the only way to see it recover without waiting for a health poll.
-//! 3. The default when it can settle the payment within the deadline.
+//! 3. The default when it can settle the payment within the deadline; if it is only
+//!    full, wait for a slot while that still settles it in time.
 //! 4. The fallback when it can, and the default cannot: because it is too slow or
 //!    full (a payment sent there cannot be moved), or because it is failing and the
 //!    payment has already waited the patience (waiting keeps every option open, but
 //!    risks the payment; see [`crate::config::Config::patience`]).
-//! 5. Past the deadline, the cheapest processor that works.
+//! 5. Past the deadline, the cheapest processor that works (waiting for a slot of a
+//!    working default rather than paying the fallback).
 //! 6. Otherwise wait.
 
 use std::time::Duration;
@@ -89,15 +91,26 @@ pub fn decide(views: &[View; 2], pay: Placing, rules: &Rules) -> Decision {
     if in_time(d) {
         return send(Processor::Default);
     }
+    // A full default frees a slot within about one latency: worth waiting for if the
+    // payment still settles in time.
+    let d_full = d.state.is_up() && d.free == 0;
+    if d_full && d.expected * 2 <= remaining {
+        return Decision::Wait;
+    }
     let waited_enough = pay.age >= rules.patience;
     if in_time(f) && (d.state.is_up() || waited_enough) {
         return send(Processor::Fallback);
     }
-    // Nothing settles it in time: the cheapest processor that works.
-    if d.state.is_up() && d.free > 0 {
-        return send(Processor::Default);
+    // Nothing settles it in time: the cheapest processor that works, waiting for a
+    // slot of the default rather than paying the fallback's fee.
+    if d.state.is_up() {
+        return if d.free > 0 {
+            send(Processor::Default)
+        } else {
+            Decision::Wait
+        };
     }
-    if f.free > 0 && (d.state.is_up() || waited_enough) {
+    if f.free > 0 && waited_enough {
         if f.state.is_up() {
             return send(Processor::Fallback);
         }
@@ -299,13 +312,20 @@ mod tests {
     }
 
     #[test]
-    fn full_default_overflows_to_the_fallback() {
-        let mut d = up(1);
+    fn a_full_default_is_waited_for_while_that_still_settles_in_time() {
+        let mut d = up(20);
         d.free = 0;
-        assert_eq!(decide(&[d, up(1)], fresh(), &FINAL), FALLBACK);
+        // A slot frees within ~20 ms: wait for it rather than pay the fallback.
+        assert_eq!(decide(&[d, up(1)], fresh(), &FINAL), Decision::Wait);
+        // The backlog drained after an outage is past its deadline: still the default.
+        assert_eq!(decide(&[d, up(1)], aged(19_000), &PREVIEW), Decision::Wait);
+        // A full default too slow to wait for: the fallback settles it in time.
+        let mut slow = up(1_000);
+        slow.free = 0;
+        assert_eq!(decide(&[slow, up(1)], fresh(), &FINAL), FALLBACK);
         let mut f = up(1);
         f.free = 0;
-        assert_eq!(decide(&[d, f], fresh(), &FINAL), Decision::Wait);
+        assert_eq!(decide(&[slow, f], fresh(), &FINAL), Decision::Wait);
     }
 
     #[test]
