@@ -480,7 +480,8 @@ class Topology:
             gws.append((name, self._start(name, [os.path.join(RELEASE, "gateway")], env, g), g))
             self.gateways[name] = listen[i]
         for p in self.procs:
-            p.wait_log("listening on")
+            if p.name != "redis":  # waited for above
+                p.wait_log("listening on")
         for name, p, g in gws:
             self.members.append(Member(name, p.pid, g))
         upstreams = handoff if a.lb_mode == "handoff" else listen

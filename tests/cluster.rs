@@ -157,10 +157,10 @@ fn run_mixed_load(c: &Cluster) {
         assert_eq!(r.status, 200);
         let at = r.json()["requestedAt"].as_str().unwrap().to_string();
         c.assert_matches_processors(&format!("?from={at}&to={at}"));
+        // At least this payment (another may share its microsecond).
         let s = c.summary(0, &format!("?from={at}&to={at}"));
-        assert_eq!(
-            totals(&s, "default").0 + totals(&s, "fallback").0,
-            1,
+        assert!(
+            totals(&s, "default").0 + totals(&s, "fallback").0 >= 1,
             "payment {n} at {at}"
         );
         // Millisecond bounds as the official test sends them, with an offset form too.
