@@ -6,7 +6,7 @@
 //! connection pools, the ledger handle. Only the two instance-wide maps cross threads,
 //! each behind one mutex held for a single hash operation.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
@@ -92,6 +92,10 @@ impl Shared {
     }
 }
 
+/// How often the latency percentile gauge is refreshed: the dispatcher publishes its
+/// gauges after every round, and the percentile sorts the last answers.
+const P99_EVERY: Duration = Duration::from_millis(250);
+
 /// One core's state.
 pub struct Core<L> {
     pub id: usize,
@@ -107,6 +111,8 @@ pub struct Core<L> {
     /// Same as `shared.board` and `shared.metrics`, for brevity.
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
+    /// When the latency percentile was last published (it sorts the recent answers).
+    p99_published: Cell<Option<Instant>>,
 }
 
 impl<L: Ledger> Core<L> {
@@ -125,6 +131,7 @@ impl<L: Ledger> Core<L> {
             ledger,
             board: shared.board.clone(),
             metrics: shared.metrics.clone(),
+            p99_published: Cell::new(None),
             config,
             shared,
         }
@@ -141,6 +148,14 @@ impl<L: Ledger> Core<L> {
     /// Stores this core's gauges for `/metrics`.
     pub fn publish(&self) {
         let g = self.metrics.core(self.id);
+        let now = Instant::now();
+        let with_p99 = self
+            .p99_published
+            .get()
+            .is_none_or(|t| now.saturating_duration_since(t) >= P99_EVERY);
+        if with_p99 {
+            self.p99_published.set(Some(now));
+        }
         g.queue_depth.store(self.backlog.len() as u64, Relaxed);
         for (i, s) in self.signals.iter().enumerate() {
             let s = s.borrow();
@@ -150,7 +165,9 @@ impl<L: Ledger> Core<L> {
             g.state[i].store(state as u64, Relaxed);
             let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
             g.latency_ewma_us[i].store(us(s.ewma()), Relaxed);
-            g.latency_p99_us[i].store(us(s.p99()), Relaxed);
+            if with_p99 {
+                g.latency_p99_us[i].store(us(s.p99()), Relaxed);
+            }
         }
     }
 }

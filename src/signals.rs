@@ -335,6 +335,10 @@ impl Signals {
     /// Healthy or Degraded by the expected latency.
     fn reclassify(&mut self, now: Instant) {
         let expected = self.expected(now);
+        self.reclassify_by(expected);
+    }
+
+    fn reclassify_by(&mut self, expected: Duration) {
         self.state = match self.state {
             State::Healthy if expected > self.deadline => State::Degraded,
             State::Degraded if expected < self.deadline.mul_f64(RECOVER_SHARE) => State::Healthy,
@@ -373,19 +377,19 @@ impl Signals {
     /// The request timeout for a request sent now: twice the expected latency plus a
     /// margin, within `[TIMEOUT_FLOOR, ceiling]` (the ceiling wins if lower).
     pub fn timeout(&self, now: Instant, ceiling: Duration) -> Duration {
-        let e = self.expected(now);
-        (2 * e + TIMEOUT_MARGIN).max(TIMEOUT_FLOOR).min(ceiling)
+        timeout_for(self.expected(now), ceiling)
     }
 
     /// The view the policy decides on. Re-evaluates Healthy/Degraded first, so that a
     /// processor that stalled shows as degraded before any answer.
     pub fn view(&mut self, now: Instant) -> View {
+        let expected = self.expected(now);
         if self.state.is_up() {
-            self.reclassify(now);
+            self.reclassify_by(expected);
         }
         View {
             state: self.state,
-            expected: self.expected(now),
+            expected,
             free: self.cap.saturating_sub(self.in_flight),
             probe_due: self.next_probe.is_none_or(|t| now >= t),
         }
@@ -395,6 +399,14 @@ impl Signals {
     pub fn next_probe(&self) -> Option<Instant> {
         self.next_probe
     }
+}
+
+/// The timeout for a request expected to take `expected`: twice that plus a margin,
+/// within `[TIMEOUT_FLOOR, ceiling]` (the ceiling wins if lower).
+pub fn timeout_for(expected: Duration, ceiling: Duration) -> Duration {
+    (2 * expected + TIMEOUT_MARGIN)
+        .max(TIMEOUT_FLOOR)
+        .min(ceiling)
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use crate::payment::{Payment, Stage};
 use crate::policy::{decide, Decision, Placing, Rules};
 use crate::processor::{get_payment, post_payment, Lookup, PostOutcome, Processor};
 use crate::queue::Lane;
-use crate::signals::{Outcome, Ticket};
+use crate::signals::{timeout_for, Outcome, Ticket};
 use crate::time::{now_micros, Micros};
 
 /// Pause between attempts to write a settled payment to an unreachable ledger (Redis
@@ -100,18 +100,15 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
                 let Some(p) = core.backlog.take(lane) else {
                     continue;
                 };
-                let (ticket, timeout, expected) = {
-                    let mut signals = core.signals[to.index()].borrow_mut();
-                    let timeout = if probe {
-                        // A probe waits for the real answer: a timeout would pin a
-                        // payment to a failing processor.
-                        core.config.processor_timeout
-                    } else {
-                        signals.timeout(now, core.config.processor_timeout)
-                    };
-                    let expected = signals.expected(now);
-                    (signals.start(now, probe), timeout, expected)
+                let expected = views[to.index()].expected;
+                let timeout = if probe {
+                    // A probe waits for the real answer: a timeout would pin a payment
+                    // to a failing processor.
+                    core.config.processor_timeout
+                } else {
+                    timeout_for(expected, core.config.processor_timeout)
                 };
+                let ticket = core.signals[to.index()].borrow_mut().start(now, probe);
                 monoio::spawn(attempt_task(core.clone(), p, to, ticket, timeout, expected));
                 sent = true;
                 placed += 1;
