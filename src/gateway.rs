@@ -165,6 +165,9 @@ impl<L: Ledger> Core<L> {
             g.state[i].store(state as u64, Relaxed);
             let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
             g.latency_ewma_us[i].store(us(s.ewma()), Relaxed);
+            let ppm = |share: f64| (share * 1e6) as u64;
+            g.error_ppm[i].store(ppm(s.error_rate()), Relaxed);
+            g.timeout_ppm[i].store(ppm(s.timeout_rate()), Relaxed);
             if with_p99 {
                 g.latency_p99_us[i].store(us(s.p99()), Relaxed);
             }

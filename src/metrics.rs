@@ -60,6 +60,9 @@ pub struct CoreGauges {
     pub state: [AtomicU64; 2],
     pub latency_ewma_us: [AtomicU64; 2],
     pub latency_p99_us: [AtomicU64; 2],
+    /// Shares of failed and timed-out requests among recent outcomes, in millionths.
+    pub error_ppm: [AtomicU64; 2],
+    pub timeout_ppm: [AtomicU64; 2],
 }
 
 /// The instance's metrics.
@@ -218,6 +221,21 @@ impl Metrics {
         });
         family(
             out,
+            "gateway_outcome_share",
+            "gauge",
+            "Share of recent requests that failed or timed out (worst core).",
+        );
+        per_processor(out, "gateway_outcome_share", ",outcome=\"failed\"", |i| {
+            max(&|c| load(&c.error_ppm[i])) as f64 / 1e6
+        });
+        per_processor(
+            out,
+            "gateway_outcome_share",
+            ",outcome=\"timed_out\"",
+            |i| max(&|c| load(&c.timeout_ppm[i])) as f64 / 1e6,
+        );
+        family(
+            out,
             "gateway_health_min_response_ms",
             "gauge",
             "minResponseTime of the last health poll made by this instance.",
@@ -363,6 +381,7 @@ mod tests {
         m.core(1).queue_depth.store(7, Relaxed);
         m.core(0).queue_depth.store(3, Relaxed);
         m.core(1).state[0].store(2, Relaxed);
+        m.core(0).error_ppm[0].store(250_000, Relaxed);
         let mut out = String::new();
         m.render(&mut out);
         for line in [
@@ -372,6 +391,7 @@ mod tests {
             "gateway_probes_total{processor=\"fallback\"} 1",
             "gateway_attempts_total{processor=\"default\",outcome=\"not_charged\"} 1",
             "gateway_settled_total{processor=\"fallback\"} 1",
+            "gateway_outcome_share{processor=\"default\",outcome=\"failed\"} 0.25",
             "gateway_uncertain_resolved_total{result=\"freed\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",

@@ -374,12 +374,6 @@ impl Signals {
             .map(|(t, _)| now.saturating_duration_since(*t))
     }
 
-    /// The request timeout for a request sent now: twice the expected latency plus a
-    /// margin, within `[TIMEOUT_FLOOR, ceiling]` (the ceiling wins if lower).
-    pub fn timeout(&self, now: Instant, ceiling: Duration) -> Duration {
-        timeout_for(self.expected(now), ceiling)
-    }
-
     /// The view the policy decides on. Re-evaluates Healthy/Degraded first, so that a
     /// processor that stalled shows as degraded before any answer.
     pub fn view(&mut self, now: Instant) -> View {
@@ -393,11 +387,6 @@ impl Signals {
             free: self.cap.saturating_sub(self.in_flight),
             probe_due: self.next_probe.is_none_or(|t| now >= t),
         }
-    }
-
-    /// When the next probe may go (for a dispatcher that waits).
-    pub fn next_probe(&self) -> Option<Instant> {
-        self.next_probe
     }
 }
 
@@ -635,10 +624,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = signals();
         let ceiling = ms(6_000);
-        assert_eq!(s.timeout(t0, ceiling), TIMEOUT_FLOOR);
+        assert_eq!(timeout_for(s.expected(t0), ceiling), TIMEOUT_FLOOR);
         let t = one(&mut s, t0, ms(1_000), Outcome::Answered);
-        assert_eq!(s.timeout(t, ceiling), ms(3_000));
-        assert_eq!(s.timeout(t, ms(2_000)), ms(2_000));
+        assert_eq!(timeout_for(s.expected(t), ceiling), ms(3_000));
+        assert_eq!(timeout_for(s.expected(t), ms(2_000)), ms(2_000));
         s.on_health(
             Health {
                 failing: true,
@@ -647,7 +636,7 @@ mod tests {
             t + ms(1),
             t + ms(1),
         );
-        assert_eq!(s.timeout(t + ms(1), ceiling), ceiling);
+        assert_eq!(timeout_for(s.expected(t + ms(1)), ceiling), ceiling);
     }
 
     #[test]
