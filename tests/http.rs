@@ -149,50 +149,70 @@ fn slow_client_times_out_epoll() {
 
 #[test]
 fn full_queue_answers_503_and_loses_nothing() {
-    // One core, one request in flight per processor, a queue of one: with the default
-    // slow and the fallback failing, the first payment is in flight, the second waits
-    // in the queue for the default's slot, the third is refused.
-    let o = one(
-        "auto",
+    // One core, one request in flight per processor, a queue of one, and both processors
+    // behind gates that hold every connection: nothing can finish, so after at most
+    // three acceptances (two in flight, one queued) the gateway must refuse with 503.
+    let default = sim("sim-default", "0.05", &[]);
+    let fallback = sim("sim-fallback", "0.15", &[]);
+    let (dg, fg) = (
+        Gate::shut_before(&default.addr),
+        Gate::shut_before(&fallback.addr),
+    );
+    let gw = Proc::start(
+        "gw",
+        gateway_bin(),
         &[
+            ("LISTEN", "127.0.0.1:0".to_string()),
+            ("PROCESSOR_DEFAULT_URL", format!("http://{}", dg.addr)),
+            ("PROCESSOR_FALLBACK_URL", format!("http://{}", fg.addr)),
             ("CORES", "1".to_string()),
             ("MAX_IN_FLIGHT", "1".to_string()),
             ("QUEUE_CAPACITY", "1".to_string()),
+            ("PROCESSOR_TIMEOUT_MS", "60000".to_string()),
         ],
     );
-    set_delay(&o.default, 2000);
-    set_failure(&o.fallback, true);
-    let post = |n| post_json(&o.gw.addr, "/payments", &payment_body(&uuid(11, n), "1"));
-    let queued = || {
-        get(&o.gw.addr, "/health").json()["queued"]
-            .as_u64()
-            .unwrap()
-    };
+    let post = |n| post_json(&gw.addr, "/payments", &payment_body(&uuid(11, n), "1"));
+    let queued = || get(&gw.addr, "/health").json()["queued"].as_u64().unwrap();
     assert_eq!(post(1).status, 202);
     wait_for("the first payment to be in flight", || {
         (queued() == 0).then_some(())
     });
-    assert_eq!(post(2).status, 202);
-    let r = post(3);
-    assert_eq!(r.status, 503);
-    assert!(r.json()["error"].as_str().unwrap().contains("queue"));
-    set_delay(&o.default, 0);
-    set_failure(&o.fallback, false);
+    let mut accepted = 1;
+    let refused = loop {
+        let r = post(accepted + 1);
+        if r.status != 202 {
+            break r;
+        }
+        accepted += 1;
+        assert!(accepted <= 3, "{accepted} payments accepted with no room");
+    };
+    assert_eq!(refused.status, 503);
+    assert!(refused.json()["error"].as_str().unwrap().contains("queue"));
+    dg.open();
+    fg.open();
     let count = || {
-        let s = get(&o.gw.addr, "/payments-summary").json();
+        let s = get(&gw.addr, "/payments-summary").json();
         totals(&s, "default").0 + totals(&s, "fallback").0
     };
-    wait_for("the two accepted payments", || (count() == 2).then_some(()));
+    wait_for("the accepted payments", || {
+        (count() == u64::from(accepted)).then_some(())
+    });
     // The refused one was not remembered as accepted: sending it again queues it.
-    assert_eq!(post(3).status, 202);
-    wait_for("the third payment", || (count() == 3).then_some(()));
-    let (d, f) = (sim_totals(&o.default, ""), sim_totals(&o.fallback, ""));
-    assert_eq!((d.0 + f.0, d.1 + f.1), (3, 300));
-    let m = get(&o.gw.addr, "/metrics");
+    assert_eq!(post(accepted + 1).status, 202);
+    let all = u64::from(accepted) + 1;
+    wait_for("the refused payment, sent again", || {
+        (count() == all).then_some(())
+    });
+    let (d, f) = (sim_totals(&default, ""), sim_totals(&fallback, ""));
+    assert_eq!((d.0 + f.0, d.1 + f.1), (all, 100 * all as i64));
+    let m = get(&gw.addr, "/metrics");
     assert_eq!(m.status, 200);
     let text = String::from_utf8_lossy(&m.body);
-    assert!(text.contains("gateway_refused_full_total 1"), "{text}");
-    assert!(text.contains("gateway_accepted_total 3"), "{text}");
+    assert!(text.contains("gateway_refused_full_total 1\n"), "{text}");
+    assert!(
+        text.contains(&format!("gateway_accepted_total {all}\n")),
+        "{text}"
+    );
 }
 
 #[test]

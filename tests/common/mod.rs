@@ -456,3 +456,73 @@ pub fn now_micros() -> i64 {
 pub fn path_of(addr: &str) -> &Path {
     Path::new(addr.strip_prefix("unix:").unwrap())
 }
+
+/// A TCP relay in front of a processor that holds every connection, unread, until
+/// [`Gate::open`]; from then on it pipes bytes both ways. While it is shut nothing sent
+/// through it can finish, so a test can fill the gateway's in-flight slots and know they
+/// stay full.
+pub struct Gate {
+    pub addr: String,
+    state: Arc<Mutex<GateState>>,
+}
+
+struct GateState {
+    open: bool,
+    held: Vec<std::net::TcpStream>,
+    target: String,
+}
+
+impl Gate {
+    pub fn shut_before(target: &str) -> Gate {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(Mutex::new(GateState {
+            open: false,
+            held: Vec::new(),
+            target: target.to_string(),
+        }));
+        let s = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mut st = s.lock().unwrap();
+                if st.open {
+                    pipe(conn, &st.target);
+                } else {
+                    st.held.push(conn);
+                }
+            }
+        });
+        Gate { addr, state }
+    }
+
+    /// Connections held so far (each one the gateway is waiting on).
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held.len()
+    }
+
+    pub fn open(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.open = true;
+        for conn in std::mem::take(&mut st.held) {
+            pipe(conn, &st.target);
+        }
+    }
+}
+
+/// Copies `conn` to a new connection to `target` and back until either side closes.
+fn pipe(conn: std::net::TcpStream, target: &str) {
+    let Ok(up) = std::net::TcpStream::connect(target) else {
+        return;
+    };
+    let (mut a, mut b) = (conn.try_clone().unwrap(), up.try_clone().unwrap());
+    let (mut c, mut d) = (conn, up);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut a, &mut b);
+        let _ = b.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut d, &mut c);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+    });
+}
