@@ -10,7 +10,8 @@ use std::time::Duration;
 struct One {
     gw: Proc,
     default: Proc,
-    fallback: Proc,
+    /// Kept so that the simulator lives as long as the gateway that calls it.
+    _fallback: Proc,
 }
 
 fn one(driver: &str, extra: &[(&str, String)]) -> One {
@@ -31,7 +32,7 @@ fn one(driver: &str, extra: &[(&str, String)]) -> One {
     One {
         gw,
         default,
-        fallback,
+        _fallback: fallback,
     }
 }
 
