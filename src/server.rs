@@ -189,7 +189,7 @@ where
         // Answer every complete request in the buffer.
         let mut consumed = 0;
         let mut closing = false;
-        loop {
+        while consumed < buf.len() {
             match request::parse(&buf[consumed..]) {
                 Ok(Status::Complete(req)) => {
                     consumed += req.len();

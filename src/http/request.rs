@@ -363,15 +363,9 @@ fn parse_head(b: &[u8]) -> Result<Option<Head<'_>>, Error> {
 
     // Method: a token followed by one space.
     let start = pos;
-    loop {
-        let c = *or_partial!(b.get(pos));
-        if c == b' ' {
-            break;
-        }
-        if !is_tchar(c) {
-            return Err(Error::Method);
-        }
-        pos += 1;
+    pos = or_partial!(scan(b, pos, TCHAR));
+    if b[pos] != b' ' {
+        return Err(Error::Method);
     }
     if pos == start {
         return Err(Error::Method);
@@ -443,15 +437,9 @@ fn parse_head(b: &[u8]) -> Result<Option<Head<'_>>, Error> {
         }
 
         let name_start = pos;
-        loop {
-            let c = *or_partial!(b.get(pos));
-            if c == b':' {
-                break;
-            }
-            if !is_tchar(c) {
-                return Err(Error::HeaderName);
-            }
-            pos += 1;
+        pos = or_partial!(scan(b, pos, TCHAR));
+        if b[pos] != b':' {
+            return Err(Error::HeaderName);
         }
         let name = &b[name_start..pos];
         if name.is_empty() {
@@ -469,22 +457,20 @@ fn parse_head(b: &[u8]) -> Result<Option<Head<'_>>, Error> {
         };
 
         let value_start = pos;
+        let stop = scan(b, pos, VALUE);
         let mut length = Length::Before;
-        let value_end = loop {
-            let c = *or_partial!(b.get(pos));
-            if c == b'\r' || c == b'\n' {
-                let end = pos;
-                pos = or_partial!(line_end(b, pos)?);
-                break end;
-            }
-            if !is_value_byte(c) {
-                return Err(Error::HeaderValue);
-            }
-            if known == Known::ContentLength {
+        if known == Known::ContentLength {
+            // Fed up to the first byte that is not a value byte (or the end of the
+            // buffer), so a bad length is refused as soon as it is seen.
+            for &c in &b[value_start..stop.unwrap_or(b.len())] {
                 length = length.feed(c)?;
             }
-            pos += 1;
-        };
+        }
+        let value_end = or_partial!(stop);
+        if b[value_end] != b'\r' && b[value_end] != b'\n' {
+            return Err(Error::HeaderValue);
+        }
+        pos = or_partial!(line_end(b, value_end)?);
 
         match known {
             Known::ContentLength => {
@@ -530,8 +516,41 @@ fn line_end(b: &[u8], pos: usize) -> Result<Option<usize>, Error> {
     }
 }
 
+/// Class bit of a `tchar` in [`CLASSES`].
+const TCHAR: u8 = 1;
+/// Class bit of a header value byte in [`CLASSES`].
+const VALUE: u8 = 2;
+
+/// The classes of every byte, so that scanning a token or a value costs one table
+/// lookup per byte.
+static CLASSES: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut c = 0;
+    while c < 256 {
+        let byte = c as u8;
+        if is_tchar(byte) {
+            table[c] |= TCHAR;
+        }
+        if is_value_byte(byte) {
+            table[c] |= VALUE;
+        }
+        c += 1;
+    }
+    table
+};
+
+/// Where the first byte at or after `pos` that is not of `class` lies; `None` when the
+/// buffer ends first.
+#[inline]
+fn scan(b: &[u8], pos: usize, class: u8) -> Option<usize> {
+    b[pos..]
+        .iter()
+        .position(|&c| CLASSES[usize::from(c)] & class == 0)
+        .map(|n| pos + n)
+}
+
 /// RFC 9110 `tchar`: the bytes of methods and header names.
-fn is_tchar(c: u8) -> bool {
+const fn is_tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
@@ -553,7 +572,7 @@ fn is_tchar(c: u8) -> bool {
 }
 
 /// Header value bytes: visible ASCII, obs-text (0x80..=0xFF), SP and HTAB.
-fn is_value_byte(c: u8) -> bool {
+const fn is_value_byte(c: u8) -> bool {
     c == b'\t' || (c >= b' ' && c != 0x7F)
 }
 
