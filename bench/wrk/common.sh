@@ -15,10 +15,10 @@ LISTEN=127.0.0.1:$SIM_PORT IO_DRIVER=epoll taskset -c 1 target/release/processor
 sleep 0.3
 curl -s -X PUT -H 'X-Rinha-Token: 123' -d '{"delay":600000}' "http://127.0.0.1:$SIM_PORT/admin/configurations/delay" >/dev/null
 
-start_gateway() { # port io_driver
+start_gateway() { # port io_driver [binary, default this tree's]
   CORES=1 LISTEN=127.0.0.1:$1 MAX_IN_FLIGHT=1 QUEUE_CAPACITY=8000000 IO_DRIVER=$2 \
     PROCESSOR_DEFAULT_URL=http://127.0.0.1:$SIM_PORT PROCESSOR_FALLBACK_URL=http://127.0.0.1:$SIM_PORT \
-    taskset -c 0 target/release/gateway 2>>"$DIR/gw-$1.log" &
+    taskset -c 0 "${3:-target/release/gateway}" 2>>"$DIR/gw-$1.log" &
 }
 
 run() { # name url
