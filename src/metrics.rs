@@ -36,12 +36,21 @@ impl Resolved {
     }
 }
 
-const OUTCOMES: [&str; 4] = ["charged", "already_there", "not_charged", "unknown"];
+/// `turned_away` is a 429 (the processor's queue is full); `not_charged` any other
+/// refusal or failure.
+const OUTCOMES: [&str; 5] = [
+    "charged",
+    "already_there",
+    "not_charged",
+    "unknown",
+    "turned_away",
+];
 
 fn outcome_index(o: PostOutcome) -> usize {
     match o {
         PostOutcome::Charged => 0,
         PostOutcome::AlreadyThere => 1,
+        PostOutcome::NotCharged(429) => 4,
         PostOutcome::NotCharged(_) => 2,
         PostOutcome::Unknown => 3,
     }
@@ -72,7 +81,7 @@ pub struct Metrics {
     refused_full: AtomicU64,
     decisions: [AtomicU64; 3],
     probes: [AtomicU64; 2],
-    attempts: [[AtomicU64; 4]; 2],
+    attempts: [[AtomicU64; OUTCOMES.len()]; 2],
     settled: [AtomicU64; 2],
     resolved: [AtomicU64; 3],
     health_polls: [[AtomicU64; 3]; 2],
@@ -376,6 +385,7 @@ mod tests {
             probe: true,
         });
         m.attempt(Processor::Default, PostOutcome::NotCharged(500));
+        m.attempt(Processor::Fallback, PostOutcome::NotCharged(429));
         m.settled(Processor::Fallback);
         m.resolved(Resolved::Freed);
         m.core(1).queue_depth.store(7, Relaxed);
@@ -390,6 +400,7 @@ mod tests {
             "gateway_decisions_total{decision=\"fallback\"} 1",
             "gateway_probes_total{processor=\"fallback\"} 1",
             "gateway_attempts_total{processor=\"default\",outcome=\"not_charged\"} 1",
+            "gateway_attempts_total{processor=\"fallback\",outcome=\"turned_away\"} 1",
             "gateway_settled_total{processor=\"fallback\"} 1",
             "gateway_outcome_share{processor=\"default\",outcome=\"failed\"} 0.25",
             "gateway_uncertain_resolved_total{result=\"freed\"} 1",

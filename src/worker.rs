@@ -8,7 +8,10 @@
 //!   a slow processor stores late does not fall into an audit window ours missed;
 //! - 200 records the payment; 422 records it only when a lookup proves the stored
 //!   attempt was ours (same `requestedAt`), otherwise someone else charged it;
-//! - 500, 429 and refused connections stored nothing: the payment is placed again;
+//! - 500, 429 and refused connections stored nothing: the payment is placed again, at
+//!   once after a 500 or a refused connection, after `RETRY_DELAY_MS` after a 4XX
+//!   (a 429 means the processor's queue is full: sending again at once would loop at
+//!   round-trip speed);
 //! - a timeout or a lost connection leaves the payment uncertain on that processor:
 //!   only that processor is tried, with the same `requestedAt`, until it answers, or
 //!   until `GET /payments/{id}` answers 404 after the settle time, when no attempt can
@@ -252,8 +255,9 @@ async fn attempt<L: Ledger>(
             Step::Done
         }
         PostOutcome::NotCharged(_) if was_uncertain => resolve(core, p, target).await,
-        // Refused as a request (400...): not again at once, and not only here.
-        PostOutcome::NotCharged(400..=428 | 430..=499) => Step::Later,
+        // Refused as a request (400...) or turned away (429: the processor's queue is
+        // full): not again at once, and not only here.
+        PostOutcome::NotCharged(400..=499) => Step::Later,
         PostOutcome::NotCharged(_) => Step::Refused,
         PostOutcome::Unknown => {
             p.stage = Stage::Uncertain {

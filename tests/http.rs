@@ -217,6 +217,45 @@ fn full_queue_answers_503_and_loses_nothing() {
 }
 
 #[test]
+fn a_429_is_retried_after_the_retry_delay_not_at_once() {
+    // Both processors turn every payment away with 429. The payment must wait the
+    // retry delay (an hour here) before it is sent again: not loop at round-trip speed.
+    let (default, fallback) = (Busy::start(), Busy::start());
+    let gw = Proc::start(
+        "gw",
+        gateway_bin(),
+        &[
+            ("LISTEN", "127.0.0.1:0".to_string()),
+            ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
+            (
+                "PROCESSOR_FALLBACK_URL",
+                format!("http://{}", fallback.addr),
+            ),
+            ("CORES", "1".to_string()),
+            ("RETRY_DELAY_MS", "3600000".to_string()),
+        ],
+    );
+    let body = payment_body(&uuid(12, 1), "1");
+    assert_eq!(post_json(&gw.addr, "/payments", &body).status, 202);
+    let sent = || default.posts() + fallback.posts();
+    wait_for("the payment to be turned away", || {
+        (sent() > 0).then_some(())
+    });
+    // Time for any immediate resend to happen (a looping gateway sends thousands).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sent(), 1, "sent again within the retry delay");
+    // Not lost: it waits in the queue for its next attempt.
+    let health = get(&gw.addr, "/health").json();
+    assert_eq!(health["queued"], 1, "{health}");
+    let m = get(&gw.addr, "/metrics");
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("outcome=\"turned_away\"} 1\n"),
+        "the 429 counted: {text}"
+    );
+}
+
+#[test]
 fn internal_health_reports_are_checked() {
     let o = one("auto", &[]);
     let push = |body: &str| post_json(&o.gw.addr, "/internal/health", body);

@@ -526,3 +526,65 @@ fn pipe(conn: std::net::TcpStream, target: &str) {
         let _ = c.shutdown(std::net::Shutdown::Write);
     });
 }
+
+/// A processor that turns every `POST /payments` away with 429 (its queue full) and
+/// says it is healthy when asked; it counts the payments it was sent.
+pub struct Busy {
+    pub addr: String,
+    posts: Arc<AtomicUsize>,
+}
+
+impl Busy {
+    pub fn start() -> Busy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let posts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&posts);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let counter = Arc::clone(&counter);
+                std::thread::spawn(move || busy_conn(conn, &counter));
+            }
+        });
+        Busy { addr, posts }
+    }
+
+    /// `POST /payments` requests answered so far.
+    pub fn posts(&self) -> usize {
+        self.posts.load(Ordering::SeqCst)
+    }
+}
+
+fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize) {
+    use gateway::http::request::{parse, Method, Status};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let (len, answer): (usize, &[u8]) = match parse(&buf) {
+            Ok(Status::Complete(req)) if req.method == Method::Post => {
+                posts.fetch_add(1, Ordering::SeqCst);
+                (
+                    req.len(),
+                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n",
+                )
+            }
+            Ok(Status::Complete(req)) => (
+                req.len(),
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 37\r\n\r\n{\"failing\":false,\"minResponseTime\":0}",
+            ),
+            Ok(Status::Partial) => match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+            },
+            Err(_) => return,
+        };
+        buf.drain(..len);
+        if conn.write_all(answer).is_err() {
+            return;
+        }
+    }
+}
