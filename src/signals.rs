@@ -37,6 +37,14 @@ const STALL_QUORUM: usize = 3;
 const RECOVER_SHARE: f64 = 0.8;
 /// Smallest in-flight limit a 429 can push a processor down to.
 const MIN_CAP: usize = 4;
+/// After a 429 nothing more is sent to that processor for this long; each 429 to a
+/// request sent after the pause ended doubles the next pause, up to [`BUSY_PAUSE_MAX`].
+/// Payments wait in the backlog meanwhile, so a processor whose queue is full is not
+/// asked again at round-trip speed, however many payments are waiting.
+const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(50);
+/// Longest pause after 429s in a row. The processor suggests 5 s (`Retry-After`), but
+/// its queue drains in well under that when its delay is short.
+const BUSY_PAUSE_MAX: Duration = Duration::from_millis(1_000);
 /// How long a health report is believed: one poll per 5 s window, plus the wait for
 /// that window.
 pub const HEALTH_FRESH: Duration = Duration::from_millis(11_000);
@@ -147,6 +155,10 @@ pub struct Signals {
     probes_in_flight: usize,
     cap: usize,
     max_cap: usize,
+    /// Nothing is sent before this, after a 429.
+    busy_until: Option<Instant>,
+    /// The last pause after a 429; zero once something was answered since.
+    busy_pause: Duration,
     next_probe: Option<Instant>,
     health: Option<(Health, Instant)>,
     last_answer: Option<Instant>,
@@ -171,6 +183,8 @@ impl Signals {
             probes_in_flight: 0,
             cap: max_cap,
             max_cap,
+            busy_until: None,
+            busy_pause: Duration::ZERO,
             next_probe: None,
             health: None,
             last_answer: None,
@@ -279,6 +293,7 @@ impl Signals {
                 self.last_answer = Some(now);
                 self.failures_in_a_row = 0;
                 self.cap = (self.cap + 1).min(self.max_cap);
+                self.busy_pause = Duration::ZERO;
                 if !self.state.is_up() {
                     self.state = State::Healthy;
                 }
@@ -286,6 +301,11 @@ impl Signals {
             }
             Outcome::Overloaded => {
                 self.cap = (self.cap / 2).max(MIN_CAP.min(self.max_cap));
+                // Requests sent before the current pause ended add nothing to it.
+                if self.busy_until.is_none_or(|t| ticket.started >= t) {
+                    self.busy_pause = (self.busy_pause * 2).clamp(BUSY_PAUSE_FIRST, BUSY_PAUSE_MAX);
+                    self.busy_until = Some(now + self.busy_pause);
+                }
             }
             Outcome::Failed | Outcome::TimedOut => {
                 self.failures_in_a_row += 1;
@@ -384,7 +404,11 @@ impl Signals {
         View {
             state: self.state,
             expected,
-            free: self.cap.saturating_sub(self.in_flight),
+            free: if self.busy_until.is_some_and(|t| now < t) {
+                0
+            } else {
+                self.cap.saturating_sub(self.in_flight)
+            },
             probe_due: self.next_probe.is_none_or(|t| now >= t),
         }
     }
@@ -617,6 +641,36 @@ mod tests {
             t = one(&mut s, t, ms(1), Outcome::Answered);
         }
         assert_eq!(s.cap(), 10);
+    }
+
+    #[test]
+    fn a_429_pauses_the_processor_longer_each_time_until_an_answer() {
+        let t0 = Instant::now();
+        let mut s = signals();
+        // Two requests out; the first is turned away: nothing may be sent for 50 ms.
+        let (a, b) = (s.start(t0, false), s.start(t0, false));
+        s.finish(a, Outcome::Overloaded, t0 + ms(1));
+        let paused = t0 + ms(1);
+        assert_eq!(s.view(paused).free, 0);
+        assert_eq!(s.view(paused + BUSY_PAUSE_FIRST - ms(1)).free, 0);
+        // The other one, sent before the pause, is turned away too: no longer pause.
+        s.finish(b, Outcome::Overloaded, t0 + ms(2));
+        let free = s.cap() - s.in_flight();
+        assert_eq!(s.view(paused + BUSY_PAUSE_FIRST).free, free);
+        // Each 429 to a request sent after a pause doubles the next one...
+        let mut at = paused + BUSY_PAUSE_FIRST;
+        for pause in [100, 200, 400, 800, 1_000, 1_000] {
+            let end = one(&mut s, at, ms(1), Outcome::Overloaded);
+            assert_eq!(s.view(end + ms(pause) - ms(1)).free, 0, "{pause} ms");
+            at = end + ms(pause);
+            assert!(s.view(at).free > 0, "{pause} ms");
+        }
+        // ...until something is answered: the next 429 pauses for the first length again.
+        let end = one(&mut s, at, ms(1), Outcome::Answered);
+        let end = one(&mut s, end, ms(1), Outcome::Overloaded);
+        assert_eq!(s.view(end + BUSY_PAUSE_FIRST - ms(1)).free, 0);
+        assert!(s.view(end + BUSY_PAUSE_FIRST).free > 0);
+        assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");
     }
 
     #[test]
