@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything (~35 min): criterion, the wrk comparisons (5 alternating pairs of 5 s, the
+# Everything (~25 min): criterion, the wrk comparisons (5 alternating pairs of 5 s, the
 # nginx one under each driver), the lb comparison when bench/lb/compare.sh exists, both
 # full scenarios, and both again under the docker-compose cpu/memory limits.
 # Needs root (network namespaces, cgroups). Results: bench/results/, plots: bench/plots/.
