@@ -528,7 +528,8 @@ fn pipe(conn: std::net::TcpStream, target: &str) {
 }
 
 /// A processor that turns every `POST /payments` away with 429 (its queue full) and
-/// says it is healthy when asked; it counts the payments it was sent.
+/// answers any other request with a healthy service-health body; it counts the
+/// payments it was sent.
 pub struct Busy {
     pub addr: String,
     posts: Arc<AtomicUsize>,
