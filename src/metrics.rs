@@ -36,8 +36,8 @@ impl Resolved {
     }
 }
 
-/// `turned_away` is a 429 (the processor's queue is full); `not_charged` any other
-/// refusal or failure.
+/// `turned_away` is a 4XX but 422 (a 429 when the processor's queue is full);
+/// `not_charged` a 5XX or no connection.
 const OUTCOMES: [&str; 5] = [
     "charged",
     "already_there",
@@ -50,7 +50,7 @@ fn outcome_index(o: PostOutcome) -> usize {
     match o {
         PostOutcome::Charged => 0,
         PostOutcome::AlreadyThere => 1,
-        PostOutcome::NotCharged(429) => 4,
+        PostOutcome::NotCharged(400..=499) => 4,
         PostOutcome::NotCharged(_) => 2,
         PostOutcome::Unknown => 3,
     }

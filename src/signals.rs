@@ -37,12 +37,13 @@ const STALL_QUORUM: usize = 3;
 const RECOVER_SHARE: f64 = 0.8;
 /// Smallest in-flight limit a 429 can push a processor down to.
 const MIN_CAP: usize = 4;
-/// After a 429 nothing more is sent to that processor for this long; each 429 to a
-/// request sent after the pause ended doubles the next pause, up to [`BUSY_PAUSE_MAX`].
+/// After a payment is turned away (429, or another 4XX but 422) nothing more is sent to
+/// that processor for this long; each one turned away that was sent after the pause
+/// ended doubles the next pause, up to [`BUSY_PAUSE_MAX`].
 /// Payments wait in the backlog meanwhile, so a processor whose queue is full is not
 /// asked again at round-trip speed, however many payments are waiting.
 const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(50);
-/// Longest pause after 429s in a row. The processor suggests 5 s (`Retry-After`), but
+/// Longest pause after payments turned away in a row. The processor suggests 5 s (`Retry-After`), but
 /// its queue drains in well under that when its delay is short.
 const BUSY_PAUSE_MAX: Duration = Duration::from_millis(1_000);
 /// How long a health report is believed: one poll per 5 s window, plus the wait for
@@ -99,8 +100,9 @@ pub enum Outcome {
     Answered,
     /// 500, another refusal, or no connection.
     Failed,
-    /// 429: too many requests; not a failure, a reason to send fewer.
-    Overloaded,
+    /// 429, or another 4XX but 422: the processor takes no payments from us now. Not a
+    /// failure: a reason to send fewer, and none for a while.
+    TurnedAway,
     /// No answer in time, or the connection dropped.
     TimedOut,
 }
@@ -155,9 +157,10 @@ pub struct Signals {
     probes_in_flight: usize,
     cap: usize,
     max_cap: usize,
-    /// Nothing is sent before this, after a 429.
+    /// Nothing is sent before this, after a payment was turned away.
     busy_until: Option<Instant>,
-    /// The last pause after a 429; zero once something was answered since.
+    /// The last pause after a payment was turned away; zero once something was answered
+    /// since.
     busy_pause: Duration,
     next_probe: Option<Instant>,
     health: Option<(Health, Instant)>,
@@ -299,7 +302,7 @@ impl Signals {
                 }
                 self.reclassify(now);
             }
-            Outcome::Overloaded => {
+            Outcome::TurnedAway => {
                 self.cap = (self.cap / 2).max(MIN_CAP.min(self.max_cap));
                 // Requests sent before the current pause ended add nothing to it.
                 if self.busy_until.is_none_or(|t| ticket.started >= t) {
@@ -631,9 +634,9 @@ mod tests {
     fn too_many_requests_halve_the_limit_and_answers_grow_it_back() {
         let t0 = Instant::now();
         let mut s = signals();
-        let t = one(&mut s, t0, ms(1), Outcome::Overloaded);
+        let t = one(&mut s, t0, ms(1), Outcome::TurnedAway);
         assert_eq!(s.cap(), 5);
-        let t = one(&mut s, t, ms(1), Outcome::Overloaded);
+        let t = one(&mut s, t, ms(1), Outcome::TurnedAway);
         assert_eq!(s.cap(), MIN_CAP);
         assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");
         let mut t = t;
@@ -649,25 +652,25 @@ mod tests {
         let mut s = signals();
         // Two requests out; the first is turned away: nothing may be sent for 50 ms.
         let (a, b) = (s.start(t0, false), s.start(t0, false));
-        s.finish(a, Outcome::Overloaded, t0 + ms(1));
+        s.finish(a, Outcome::TurnedAway, t0 + ms(1));
         let paused = t0 + ms(1);
         assert_eq!(s.view(paused).free, 0);
         assert_eq!(s.view(paused + BUSY_PAUSE_FIRST - ms(1)).free, 0);
         // The other one, sent before the pause, is turned away too: no longer pause.
-        s.finish(b, Outcome::Overloaded, t0 + ms(2));
+        s.finish(b, Outcome::TurnedAway, t0 + ms(2));
         let free = s.cap() - s.in_flight();
         assert_eq!(s.view(paused + BUSY_PAUSE_FIRST).free, free);
         // Each 429 to a request sent after a pause doubles the next one...
         let mut at = paused + BUSY_PAUSE_FIRST;
         for pause in [100, 200, 400, 800, 1_000, 1_000] {
-            let end = one(&mut s, at, ms(1), Outcome::Overloaded);
+            let end = one(&mut s, at, ms(1), Outcome::TurnedAway);
             assert_eq!(s.view(end + ms(pause) - ms(1)).free, 0, "{pause} ms");
             at = end + ms(pause);
             assert!(s.view(at).free > 0, "{pause} ms");
         }
         // ...until something is answered: the next 429 pauses for the first length again.
         let end = one(&mut s, at, ms(1), Outcome::Answered);
-        let end = one(&mut s, end, ms(1), Outcome::Overloaded);
+        let end = one(&mut s, end, ms(1), Outcome::TurnedAway);
         assert_eq!(s.view(end + BUSY_PAUSE_FIRST - ms(1)).free, 0);
         assert!(s.view(end + BUSY_PAUSE_FIRST).free > 0);
         assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");

@@ -11,7 +11,7 @@
 //! - 500, 429 and refused connections stored nothing: the payment is placed again, at
 //!   once after a 500 or a refused connection, after `RETRY_DELAY_MS` after a 4XX
 //!   (a 429 means the processor's queue is full: sending again at once would loop at
-//!   round-trip speed);
+//!   round-trip speed), which also pauses the processor (see [`crate::signals`]);
 //! - a timeout or a lost connection leaves the payment uncertain on that processor:
 //!   only that processor is tried, with the same `requestedAt`, until it answers, or
 //!   until `GET /payments/{id}` answers 404 after the settle time, when no attempt can
@@ -186,13 +186,14 @@ async fn attempt_task<L: Ledger>(
     core.backlog.kick();
 }
 
-/// What a `POST /payments` outcome tells the signals. A 4XX other than 422 and 429 is
-/// the processor refusing this request, not failing: it answered.
+/// What a `POST /payments` outcome tells the signals. A 4XX (422 is `AlreadyThere`)
+/// turns the payment away without the processor failing: a 429 when its queue is full,
+/// anything else when it refuses our requests (a wrong URL answering 404, say). Either
+/// way it pauses the processor, so that waiting payments do not hammer it.
 fn signal_of(o: PostOutcome) -> Outcome {
     match o {
         PostOutcome::Charged | PostOutcome::AlreadyThere => Outcome::Answered,
-        PostOutcome::NotCharged(429) => Outcome::Overloaded,
-        PostOutcome::NotCharged(400..=499) => Outcome::Answered,
+        PostOutcome::NotCharged(400..=499) => Outcome::TurnedAway,
         PostOutcome::NotCharged(_) => Outcome::Failed,
         PostOutcome::Unknown => Outcome::TimedOut,
     }
@@ -388,9 +389,10 @@ mod tests {
     fn outcomes_feed_the_signals() {
         assert_eq!(signal_of(PostOutcome::Charged), Outcome::Answered);
         assert_eq!(signal_of(PostOutcome::AlreadyThere), Outcome::Answered);
-        assert_eq!(signal_of(PostOutcome::NotCharged(429)), Outcome::Overloaded);
+        assert_eq!(signal_of(PostOutcome::NotCharged(429)), Outcome::TurnedAway);
         // A request the processor refuses is not the processor failing.
-        assert_eq!(signal_of(PostOutcome::NotCharged(400)), Outcome::Answered);
+        assert_eq!(signal_of(PostOutcome::NotCharged(400)), Outcome::TurnedAway);
+        assert_eq!(signal_of(PostOutcome::NotCharged(404)), Outcome::TurnedAway);
         assert_eq!(signal_of(PostOutcome::NotCharged(500)), Outcome::Failed);
         assert_eq!(signal_of(PostOutcome::NotCharged(0)), Outcome::Failed);
         assert_eq!(signal_of(PostOutcome::Unknown), Outcome::TimedOut);

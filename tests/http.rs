@@ -217,10 +217,16 @@ fn full_queue_answers_503_and_loses_nothing() {
 }
 
 #[test]
-fn a_429_is_retried_after_the_retry_delay_not_at_once() {
-    // Both processors turn every payment away with 429. The payment must wait the
-    // retry delay (an hour here) before it is sent again: not loop at round-trip speed.
-    let (default, fallback) = (Busy::start(), Busy::start());
+fn a_payment_turned_away_waits_the_retry_delay() {
+    for status in ["429 Too Many Requests", "404 Not Found"] {
+        turned_away_waits(status);
+    }
+}
+
+/// Both processors turn every payment away with `status`. The payment must wait the
+/// retry delay (an hour here) before it is sent again: not loop at round-trip speed.
+fn turned_away_waits(status: &str) {
+    let (default, fallback) = (Busy::start(status), Busy::start(status));
     let gw = Proc::start(
         "gw",
         gateway_bin(),
@@ -243,15 +249,15 @@ fn a_429_is_retried_after_the_retry_delay_not_at_once() {
     });
     // Time for any immediate resend to happen (a looping gateway sends thousands).
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sent(), 1, "sent again within the retry delay");
+    assert_eq!(sent(), 1, "{status}: sent again within the retry delay");
     // Not lost: it waits in the queue for its next attempt.
     let health = get(&gw.addr, "/health").json();
-    assert_eq!(health["queued"], 1, "{health}");
+    assert_eq!(health["queued"], 1, "{status}: {health}");
     let m = get(&gw.addr, "/metrics");
     let text = String::from_utf8_lossy(&m.body);
     assert!(
         text.contains("outcome=\"turned_away\"} 1\n"),
-        "the 429 counted: {text}"
+        "{status}: counted as turned away: {text}"
     );
 }
 

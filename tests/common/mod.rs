@@ -527,16 +527,21 @@ fn pipe(conn: std::net::TcpStream, target: &str) {
     });
 }
 
-/// A processor that turns every `POST /payments` away with 429 (its queue full) and
-/// answers any other request with a healthy service-health body; it counts the
-/// payments it was sent.
+/// A processor that turns every `POST /payments` away with a 4XX (429: its queue is
+/// full; or, say, 404 at a wrong URL) and answers any other request with a healthy
+/// service-health body; it counts the payments it was sent.
 pub struct Busy {
     pub addr: String,
     posts: Arc<AtomicUsize>,
 }
 
 impl Busy {
-    pub fn start() -> Busy {
+    /// `status` is the status line's code and reason, such as `429 Too Many Requests`.
+    pub fn start(status: &str) -> Busy {
+        let answer: &'static [u8] =
+            format!("HTTP/1.1 {status}\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n")
+                .leak()
+                .as_bytes();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let posts = Arc::new(AtomicUsize::new(0));
@@ -545,7 +550,7 @@ impl Busy {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let counter = Arc::clone(&counter);
-                std::thread::spawn(move || busy_conn(conn, &counter));
+                std::thread::spawn(move || busy_conn(conn, &counter, answer));
             }
         });
         Busy { addr, posts }
@@ -557,7 +562,7 @@ impl Busy {
     }
 }
 
-fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize) {
+fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize, turned_away: &[u8]) {
     use gateway::http::request::{parse, Method, Status};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -565,10 +570,7 @@ fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize) {
         let (len, answer): (usize, &[u8]) = match parse(&buf) {
             Ok(Status::Complete(req)) if req.method == Method::Post => {
                 posts.fetch_add(1, Ordering::SeqCst);
-                (
-                    req.len(),
-                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n",
-                )
+                (req.len(), turned_away)
             }
             Ok(Status::Complete(req)) => (
                 req.len(),
