@@ -26,8 +26,9 @@
 //!   and starts one attempt task per placement; attempts settle payments by the
 //!   exactly-once rules (fixed `requestedAt` per processor, 422 proven by lookup,
 //!   uncertain outcomes pinned to their processor).
-//! - [`signals`]: per core and processor, latency, stalls, failures and 429s from our
-//!   own requests, the shared health report, and the state machine built on them.
+//! - [`signals`]: per core and processor, latency, stalls, failures and refusals (429
+//!   and other 4XX, which pause the processor) from our own requests, the shared
+//!   health report, and the state machine built on them.
 //! - [`health`]: one health poll per processor per 5 s window for the cluster (Redis
 //!   lease, or the elected peer pushing to the others), kept in a [`health::Board`].
 //! - [`processor`]: the processor API calls over [`http::client`] (keep-alive pools,
