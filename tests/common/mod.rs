@@ -496,11 +496,6 @@ impl Gate {
         Gate { addr, state }
     }
 
-    /// Connections held so far (each one the gateway is waiting on).
-    pub fn held(&self) -> usize {
-        self.state.lock().unwrap().held.len()
-    }
-
     pub fn open(&self) {
         let mut st = self.state.lock().unwrap();
         st.open = true;
