@@ -50,7 +50,7 @@ fn outcome_index(o: PostOutcome) -> usize {
     match o {
         PostOutcome::Charged => 0,
         PostOutcome::AlreadyThere => 1,
-        PostOutcome::NotCharged(400..=499) => 4,
+        PostOutcome::TurnedAway(_) => 4,
         PostOutcome::NotCharged(_) => 2,
         PostOutcome::Unknown => 3,
     }
@@ -385,7 +385,7 @@ mod tests {
             probe: true,
         });
         m.attempt(Processor::Default, PostOutcome::NotCharged(500));
-        m.attempt(Processor::Fallback, PostOutcome::NotCharged(429));
+        m.attempt(Processor::Fallback, PostOutcome::TurnedAway(429));
         m.settled(Processor::Fallback);
         m.resolved(Resolved::Freed);
         m.core(1).queue_depth.store(7, Relaxed);

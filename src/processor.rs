@@ -44,10 +44,12 @@ pub enum PostOutcome {
     Charged,
     /// 422: already stored there, by an earlier attempt of ours or by someone else.
     AlreadyThere,
-    /// Not stored by this attempt: 500 (failing), 429 (overloaded), another definite
-    /// refusal, or a connection that was never made. Carries the status (0: no
-    /// connection).
+    /// Not stored by this attempt: 500 or 503 (failing), or a connection that was never
+    /// made. Carries the status (0: no connection).
     NotCharged(u16),
+    /// Not stored, turned away with a 4XX other than 422: 429 when the processor's
+    /// queue is full, anything else when it refuses our requests. Carries the status.
+    TurnedAway(u16),
     /// Timed out or lost the connection after sending: it may yet be stored.
     Unknown,
 }
@@ -73,13 +75,14 @@ pub async fn post_payment(
 }
 
 /// Maps a `POST /payments` status to its meaning (`spec/processor.md`): only 200
-/// stores; 422 means stored before; 500 and 429 and other refusals store nothing. A
-/// status the processor never sends itself (a proxy's 502 or 504) proves nothing.
+/// stores; 422 means stored before; 500, 429 and other 4XX store nothing. A status the
+/// processor never sends itself (a proxy's 502 or 504) proves nothing.
 pub fn classify(status: u16) -> PostOutcome {
     match status {
         200..=299 => PostOutcome::Charged,
         422 => PostOutcome::AlreadyThere,
-        400..=499 | 500 | 503 => PostOutcome::NotCharged(status),
+        400..=499 => PostOutcome::TurnedAway(status),
+        500 | 503 => PostOutcome::NotCharged(status),
         _ => PostOutcome::Unknown,
     }
 }
@@ -141,8 +144,9 @@ mod tests {
         assert_eq!(classify(200), PostOutcome::Charged);
         assert_eq!(classify(422), PostOutcome::AlreadyThere);
         assert_eq!(classify(500), PostOutcome::NotCharged(500));
-        assert_eq!(classify(429), PostOutcome::NotCharged(429));
-        assert_eq!(classify(400), PostOutcome::NotCharged(400));
+        assert_eq!(classify(429), PostOutcome::TurnedAway(429));
+        assert_eq!(classify(400), PostOutcome::TurnedAway(400));
+        assert_eq!(classify(404), PostOutcome::TurnedAway(404));
         assert_eq!(classify(502), PostOutcome::Unknown);
         assert_eq!(classify(504), PostOutcome::Unknown);
     }

@@ -193,7 +193,7 @@ async fn attempt_task<L: Ledger>(
 fn signal_of(o: PostOutcome) -> Outcome {
     match o {
         PostOutcome::Charged | PostOutcome::AlreadyThere => Outcome::Answered,
-        PostOutcome::NotCharged(400..=499) => Outcome::TurnedAway,
+        PostOutcome::TurnedAway(_) => Outcome::TurnedAway,
         PostOutcome::NotCharged(_) => Outcome::Failed,
         PostOutcome::Unknown => Outcome::TimedOut,
     }
@@ -255,10 +255,12 @@ async fn attempt<L: Ledger>(
             // same correlationId was accepted twice). It is theirs to record.
             Step::Done
         }
-        PostOutcome::NotCharged(_) if was_uncertain => resolve(core, p, target).await,
+        PostOutcome::NotCharged(_) | PostOutcome::TurnedAway(_) if was_uncertain => {
+            resolve(core, p, target).await
+        }
         // Refused as a request (400...) or turned away (429: the processor's queue is
         // full): not again at once, and not only here.
-        PostOutcome::NotCharged(400..=499) => Step::Later,
+        PostOutcome::TurnedAway(_) => Step::Later,
         PostOutcome::NotCharged(_) => Step::Refused,
         PostOutcome::Unknown => {
             p.stage = Stage::Uncertain {
@@ -389,10 +391,10 @@ mod tests {
     fn outcomes_feed_the_signals() {
         assert_eq!(signal_of(PostOutcome::Charged), Outcome::Answered);
         assert_eq!(signal_of(PostOutcome::AlreadyThere), Outcome::Answered);
-        assert_eq!(signal_of(PostOutcome::NotCharged(429)), Outcome::TurnedAway);
+        assert_eq!(signal_of(PostOutcome::TurnedAway(429)), Outcome::TurnedAway);
         // A request the processor refuses is not the processor failing.
-        assert_eq!(signal_of(PostOutcome::NotCharged(400)), Outcome::TurnedAway);
-        assert_eq!(signal_of(PostOutcome::NotCharged(404)), Outcome::TurnedAway);
+        assert_eq!(signal_of(PostOutcome::TurnedAway(400)), Outcome::TurnedAway);
+        assert_eq!(signal_of(PostOutcome::TurnedAway(404)), Outcome::TurnedAway);
         assert_eq!(signal_of(PostOutcome::NotCharged(500)), Outcome::Failed);
         assert_eq!(signal_of(PostOutcome::NotCharged(0)), Outcome::Failed);
         assert_eq!(signal_of(PostOutcome::Unknown), Outcome::TimedOut);
