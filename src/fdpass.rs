@@ -51,6 +51,29 @@ const _: () = assert!(mem::align_of::<libc::cmsghdr>() <= CMSG_ALIGN);
 #[repr(C, align(8))]
 struct CmsgBuf([u8; RECV_CMSG_LEN]);
 
+/// An I/O vector over `data`. It holds a raw pointer: `data` must outlive its use.
+fn iovec(data: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    }
+}
+
+/// A message header over one I/O vector and the first `control_len` bytes of `cmsg`
+/// (at most its size). It holds raw pointers: `iov`, its data and `cmsg` must outlive
+/// its use.
+fn message(iov: &mut libc::iovec, cmsg: &mut CmsgBuf, control_len: usize) -> libc::msghdr {
+    debug_assert!(control_len <= cmsg.0.len());
+    // SAFETY: msghdr is plain C data for which all-zero bytes are valid (null pointers,
+    // zero lengths).
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.0.as_mut_ptr().cast();
+    msg.msg_controllen = control_len as _;
+    msg
+}
+
 /// Sends `fd` over the connected Unix stream socket `sock`: one data byte with an
 /// SCM_RIGHTS message carrying `fd`. Does not block (`WouldBlock` when the socket's
 /// buffer is full) and raises no SIGPIPE (`BrokenPipe` when the peer is gone). Once it
@@ -59,18 +82,9 @@ struct CmsgBuf([u8; RECV_CMSG_LEN]);
 /// An fd number that is not open is refused by the kernel (`EBADF`).
 pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> io::Result<()> {
     let mut data = [HANDOFF_BYTE];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
+    let mut iov = iovec(&mut data);
     let mut cmsg = CmsgBuf([0; RECV_CMSG_LEN]);
-    // SAFETY: msghdr is plain C data for which all-zero bytes are valid (null pointers,
-    // zero lengths).
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.0.as_mut_ptr().cast();
-    msg.msg_controllen = SEND_CMSG_LEN as _;
+    let msg = message(&mut iov, &mut cmsg, SEND_CMSG_LEN);
     // SAFETY: msg_control points at SEND_CMSG_LEN = CMSG_SPACE(one fd) bytes of `cmsg`,
     // aligned for cmsghdr (CmsgBuf's invariant), so CMSG_FIRSTHDR returns a header
     // inside it.
@@ -124,18 +138,9 @@ pub struct Received {
 /// every fd it carried to `fds` (close-on-exec). `WouldBlock` when nothing is pending.
 pub fn recv_fds(sock: &impl AsRawFd, fds: &mut Vec<OwnedFd>) -> io::Result<Received> {
     let mut data = [0u8; RECV_DATA_BYTES];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
+    let mut iov = iovec(&mut data);
     let mut cmsg = CmsgBuf([0; RECV_CMSG_LEN]);
-    // SAFETY: msghdr is plain C data for which all-zero bytes are valid (null pointers,
-    // zero lengths).
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.0.as_mut_ptr().cast();
-    msg.msg_controllen = RECV_CMSG_LEN as _;
+    let mut msg = message(&mut iov, &mut cmsg, RECV_CMSG_LEN);
     let bytes = loop {
         // SAFETY: `msg` points at `iov` (RECV_DATA_BYTES of `data`) and at RECV_CMSG_LEN
         // bytes of `cmsg`, all alive and writable for the call; the kernel writes no
