@@ -47,28 +47,9 @@
 //! lb as child processes and prints where they listen (`stack` binary); its signal and
 //! child-process control is [`procctl`], the crate's second and last unsafe module.
 
-pub mod addr;
-pub mod api;
-pub mod config;
-pub mod fdpass;
-pub mod gateway;
-pub mod handoff;
-pub mod health;
-pub mod http;
+pub mod app;
+pub mod engine;
+pub mod intake;
 pub mod ledger;
-pub mod log;
-pub mod metrics;
-pub mod money;
-pub mod payment;
-pub mod policy;
-pub mod procctl;
 pub mod processor;
-pub mod queue;
-pub mod resp;
-pub mod runtime;
-pub mod server;
-pub mod signals;
-pub mod sim;
-pub mod stack;
-pub mod time;
-pub mod worker;
+pub mod upstream;

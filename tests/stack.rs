@@ -49,7 +49,7 @@ fn base_env() -> Vec<(&'static str, String)> {
 fn stack_command(env: &[(&str, String)]) -> Command {
     // The stack finds the lb next to itself: make sure it is built there.
     lb_bin();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stack"));
+    let mut cmd = Command::new(common::workspace_bin("stack"));
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

@@ -5,14 +5,15 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gateway::api::write_summary;
-use gateway::http::request::{self, Method, Request, Status};
-use gateway::http::response::{Reply, ACCEPTED};
+use domain::money::parse_amount;
+use domain::time::{parse_iso, write_iso, Round};
+use gateway::engine::payment::Payment;
+use gateway::engine::queue::Backlog;
+use gateway::intake::body::parse_body;
+use gateway::intake::routes::write_summary;
 use gateway::ledger::{Summary, Totals};
-use gateway::money::parse_amount;
-use gateway::payment::{parse_body, Payment};
-use gateway::queue::Backlog;
-use gateway::time::{parse_iso, write_iso, Round};
+use http1::request::{self, Method, Request, Status};
+use http1::response::{Reply, ACCEPTED};
 
 /// Requests in the pipelined bench: a deep but plausible pipeline from one keep-alive
 /// connection under load.

@@ -1,8 +1,9 @@
 //! The lb's configuration from environment variables (the interface contract in
 //! `design.md`): `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
 
-use gateway::addr::Addr;
-use gateway::config::{ConfigError, IoDriver, Vars};
+use net::addr::Addr;
+use net::env::{ConfigError, Vars};
+use net::runtime::IoDriver;
 
 /// Default `LISTEN`: the port the official test calls.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9999";

@@ -1,5 +1,5 @@
 //! Hand-off mode: each accepted client connection is passed to a gateway over a Unix
-//! socket (SCM_RIGHTS, [`gateway::fdpass`]) and the lb's copy is closed, so the lb
+//! socket (SCM_RIGHTS, [`net::fdpass`]) and the lb's copy is closed, so the lb
 //! leaves the data path.
 //!
 //! Each core keeps [`LINKS_PER_UPSTREAM`] connections ("links") to every upstream's
@@ -11,9 +11,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use gateway::addr::Addr;
-use gateway::fdpass;
 use monoio::net::UnixStream;
+use net::addr::Addr;
+use net::fdpass;
 
 use crate::upstreams::Upstreams;
 

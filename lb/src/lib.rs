@@ -12,11 +12,11 @@
 //! - [`upstreams`]: round-robin order over the upstreams and their liveness (down ones
 //!   are skipped and retried after a pause; changes are logged).
 //! - [`handoff`]: hand-off mode over persistent Unix links to each gateway, through
-//!   [`gateway::fdpass`] (SCM_RIGHTS). The lb itself has no unsafe code.
+//!   [`net::fdpass`] (SCM_RIGHTS). The lb itself has no unsafe code.
 //! - [`proxy`]: proxy mode, a byte-copying L4 proxy with half-close relayed.
 //!
-//! Binding, runtimes and logs come from the gateway crate ([`gateway::server::bind`],
-//! [`gateway::runtime`], [`gateway::log!`]).
+//! Binding, runtimes and logs come from the network base ([`net::listen::bind`],
+//! [`net::runtime`], [`net::log!`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -28,8 +28,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gateway::runtime;
-use gateway::server::{self, Listener, StdListener};
+use net::listen::{self, Listener, StdListener};
+use net::runtime;
 
 use crate::config::{Config, Mode};
 
@@ -43,12 +43,12 @@ const LOG_NAME: &str = "lb";
 /// Binds, starts one runtime per core, and serves until the process ends. Errors are
 /// startup errors, worded for the user.
 pub fn run(config: Config) -> Result<(), String> {
-    gateway::log::set_name(LOG_NAME);
+    net::log::set_name(LOG_NAME);
     let driver = runtime::resolve(config.io_driver)?;
-    let (listeners, bound) = server::bind(&config.listen, config.cores)
+    let (listeners, bound) = listen::bind(&config.listen, config.cores)
         .map_err(|e| format!("LISTEN: cannot listen on {}: {e}", config.listen))?;
     let upstreams: Vec<String> = config.upstreams.iter().map(|a| a.to_string()).collect();
-    gateway::log!(
+    net::log!(
         "listening on {bound}; mode {}; io driver {}; {} cores; upstreams {}",
         config.mode.name(),
         driver.name(),
@@ -66,7 +66,7 @@ pub fn run(config: Config) -> Result<(), String> {
             let listener = match taken.map(StdListener::into_monoio) {
                 Some(Ok(l)) => l,
                 Some(Err(e)) => {
-                    gateway::log!("core {core_id}: cannot use the listener: {e}");
+                    net::log!("core {core_id}: cannot use the listener: {e}");
                     std::process::exit(1);
                 }
                 None => return,
@@ -126,6 +126,6 @@ async fn serve_proxy(listener: Listener, config: &Config) {
 }
 
 async fn accept_failed(e: std::io::Error) {
-    gateway::log!("accept failed: {e}");
+    net::log!("accept failed: {e}");
     monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
 }

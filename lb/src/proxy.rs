@@ -10,9 +10,9 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use gateway::addr::Addr;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpStream, UnixStream};
+use net::addr::Addr;
 
 use crate::upstreams::Upstreams;
 

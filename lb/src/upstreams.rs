@@ -8,8 +8,8 @@
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use gateway::addr::Addr;
 use monoio::time::Instant;
+use net::addr::Addr;
 
 /// How long an upstream marked down is skipped before it is tried again: short enough
 /// that a restarted gateway gets traffic within a second, long enough that a dead one
@@ -74,7 +74,7 @@ impl Upstreams {
             was != Health::Up
         };
         if changed {
-            gateway::log!("upstream {} is up; live: {}", self.addrs[i], self.live());
+            net::log!("upstream {} is up; live: {}", self.addrs[i], self.live());
         }
     }
 
@@ -89,7 +89,7 @@ impl Upstreams {
             was == Health::Up
         };
         if was_up {
-            gateway::log!(
+            net::log!(
                 "upstream {} is down ({why}); live: {}",
                 self.addrs[i],
                 self.live()

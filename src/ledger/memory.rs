@@ -18,10 +18,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Ledger, LedgerError, Record, Summary, Totals, Window};
-use crate::addr::Addr;
-use crate::http::client::Client;
 use crate::processor::Processor;
-use crate::time::Micros;
+use domain::time::Micros;
+use http1::client::Client;
+use net::addr::Addr;
 
 /// Path of the internal endpoint answering this instance's own partial sums, with
 /// `from_us` / `to_us` bounds in microseconds.

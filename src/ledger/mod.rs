@@ -13,7 +13,7 @@ pub mod memory;
 pub mod redis;
 
 use crate::processor::Processor;
-use crate::time::Micros;
+use domain::time::Micros;
 
 /// One settled payment: the processor that charged it and the `requestedAt` it stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

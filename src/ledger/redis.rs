@@ -36,8 +36,8 @@ use ::redis::Value;
 
 use super::{Ledger, LedgerError, Record, Summary, Totals, Window};
 use crate::processor::Processor;
-use crate::resp::{RedisConn, RedisTarget};
-use crate::time::Micros;
+use domain::time::Micros;
+use redis_wire::{RedisConn, RedisTarget};
 
 /// Longest a Redis call (connect included) may take. Redis answers in microseconds; a
 /// stalled or unreachable server must not hold a core's workers, or an audit call past
@@ -275,7 +275,7 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use crate::resp::test_server::RedisServer;
+    use redis_wire::test_server::RedisServer;
 
     fn ledger(url: &str) -> RedisLedger {
         RedisLedger::new(RedisTarget::parse(url).unwrap())

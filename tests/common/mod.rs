@@ -129,14 +129,19 @@ pub fn gateway_bin() -> &'static str {
 }
 
 pub fn sim_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_processor-sim")
+    workspace_bin("processor-sim")
 }
 
-/// Path of the lb binary, built once for this test run.
 pub fn lb_bin() -> &'static str {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // The gateway binary sits in <target dir>/<profile dir>/; the lb goes next to it.
+    workspace_bin("lb")
+}
+
+/// Path of a binary of another workspace package (`lb`, `processor-sim`, `stack`),
+/// built once for this test run next to the gateway binary, with the same profile.
+pub fn workspace_bin(name: &str) -> &'static str {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        // The gateway binary sits in <target dir>/<profile dir>/; the others go next to it.
         let gateway = PathBuf::from(gateway_bin());
         let profile_dir = gateway.parent().expect("gateway binary has a directory");
         let target_dir = profile_dir
@@ -148,23 +153,17 @@ pub fn lb_bin() -> &'static str {
             None => panic!("unexpected binary path {}", gateway.display()),
         };
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "lb",
-                "--bin",
-                "lb",
-                "--profile",
-                profile,
-            ])
+            .args(["build", "--quiet", "--profile", profile])
+            .args(["-p", "lb", "-p", "processor-sim", "-p", "stack", "--bins"])
             .env("CARGO_TARGET_DIR", target_dir)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
-            .expect("running cargo to build the lb");
-        assert!(status.success(), "building the lb failed");
-        profile_dir.join("lb").to_string_lossy().into_owned()
-    })
+            .expect("running cargo to build the workspace's binaries");
+        assert!(status.success(), "building the workspace's binaries failed");
+        profile_dir.to_path_buf()
+    });
+    let path = dir.join(name).to_string_lossy().into_owned();
+    Box::leak(path.into_boxed_str())
 }
 
 /// Starts a processor simulator on an ephemeral TCP port.
@@ -445,12 +444,12 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// An ISO-8601 UTC timestamp with microseconds for `t` (microseconds since the epoch).
 pub fn iso(t: i64) -> String {
     let mut out = Vec::new();
-    gateway::time::write_iso(&mut out, t);
+    domain::time::write_iso(&mut out, t);
     String::from_utf8(out).unwrap()
 }
 
 pub fn now_micros() -> i64 {
-    gateway::time::now_micros()
+    domain::time::now_micros()
 }
 
 pub fn path_of(addr: &str) -> &Path {
@@ -558,7 +557,7 @@ impl Busy {
 }
 
 fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize, turned_away: &[u8]) {
-    use gateway::http::request::{parse, Method, Status};
+    use http1::request::{parse, Method, Status};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -1,0 +1,22 @@
+//! The network base that every binary of the workspace stands on.
+//!
+//! ```text
+//! env ──► runtime (one monoio runtime per core) ──► listen (bind, accept) ──► the servers
+//!  │                                                 fdpass (SCM_RIGHTS) ──► hand-off
+//!  └── addr (host:port or unix:/path) ───────────────────────────────────────┘
+//! ```
+//!
+//! - [`addr`]: `host:port`, `unix:/path` and `http://` targets, parsed once at startup.
+//! - [`env`]: settings from environment variables; errors name the variable.
+//! - [`runtime`]: the I/O driver choice (io_uring or epoll) and one runtime per core.
+//! - [`listen`]: listeners bound before the runtimes start, and the one accept loop.
+//! - [`fdpass`]: passing connections between processes over a Unix socket
+//!   (SCM_RIGHTS), one of the workspace's two modules allowed `unsafe`.
+//! - [`log`]: one-line logs on stderr, prefixed with the process's name.
+
+pub mod addr;
+pub mod env;
+pub mod fdpass;
+pub mod listen;
+pub mod log;
+pub mod runtime;

@@ -1,0 +1,126 @@
+//! Listeners: bound before the runtimes start (one per core), adopted by each core's
+//! runtime, and one accept loop for every server (gateway, simulator, lb).
+
+use std::time::Duration;
+
+use crate::addr::Addr;
+
+/// Pause after a failed accept (EMFILE and the like) before accepting again, so a full
+/// fd table does not spin the core.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// One core's listener.
+pub enum Listener {
+    Tcp(monoio::net::TcpListener),
+    Unix(monoio::net::UnixListener),
+}
+
+/// Bound std listeners, one per core, made before the runtimes start so that a bad
+/// address fails at startup and the bound port is known (port 0 picks one).
+pub enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl StdListener {
+    /// Turns this into a monoio listener. Must run inside the runtime that will use it.
+    pub fn into_monoio(self) -> std::io::Result<Listener> {
+        // Under epoll monoio's from_std keeps the fd's blocking mode, so it is set here
+        // for both drivers (io_uring does not mind).
+        match self {
+            StdListener::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                Ok(Listener::Tcp(monoio::net::TcpListener::from_std(l)?))
+            }
+            StdListener::Unix(l) => {
+                l.set_nonblocking(true)?;
+                Ok(Listener::Unix(monoio::net::UnixListener::from_std(l)?))
+            }
+        }
+    }
+}
+
+/// Kernel accept backlog: the official test opens ~600 connections within a minute,
+/// and a burst of them must not be refused.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds `addr` once per core. TCP: one SO_REUSEPORT socket per core, so the kernel
+/// spreads connections over the cores. Unix: one socket (monoio's own bind would set
+/// SO_REUSEPORT, which recent kernels reject on Unix sockets) shared by every core; a
+/// stale socket file is replaced. Returns the listeners and the address actually bound.
+pub fn bind(addr: &Addr, cores: usize) -> std::io::Result<(Vec<StdListener>, Addr)> {
+    match addr {
+        Addr::Tcp { host, port } => {
+            use std::net::ToSocketAddrs;
+            let sa = (host.as_str(), *port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "address did not resolve")
+                })?;
+            let first = bind_tcp(sa)?;
+            let bound = first.local_addr()?;
+            let mut out = vec![StdListener::Tcp(first)];
+            for _ in 1..cores {
+                out.push(StdListener::Tcp(bind_tcp(bound)?));
+            }
+            let addr = Addr::Tcp {
+                host: bound.ip().to_string(),
+                port: bound.port(),
+            };
+            Ok((out, addr))
+        }
+        Addr::Unix(path) => {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let l = std::os::unix::net::UnixListener::bind(path)?;
+            let mut out = Vec::with_capacity(cores);
+            for _ in 1..cores {
+                out.push(StdListener::Unix(l.try_clone()?));
+            }
+            out.push(StdListener::Unix(l));
+            Ok((out, addr.clone()))
+        }
+    }
+}
+
+fn bind_tcp(sa: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(sa), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&sa.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A connection just accepted.
+pub enum Accepted {
+    Tcp(monoio::net::TcpStream),
+    Unix(monoio::net::UnixStream),
+}
+
+/// Accepts connections forever, handing each to `serve` (which spawns its task). TCP
+/// connections get `TCP_NODELAY`: answers are small and must leave at once. A failed
+/// accept is logged and retried after a pause.
+pub async fn accept_each(listener: &Listener, mut serve: impl FnMut(Accepted)) {
+    loop {
+        let accepted = match listener {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                Accepted::Tcp(s)
+            }),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        };
+        match accepted {
+            Ok(a) => serve(a),
+            Err(e) => {
+                crate::log!("accept failed: {e}");
+                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Process and signal control for the runner: one of the workspace's two modules
+//! allowed `unsafe` (the other is fd passing, `net::fdpass`).
+//!
+//! The runner blocks its stop signals in every thread and takes them with `sigwait` on
+//! one thread of its own, so a signal becomes an ordinary event instead of a handler.
+//! Its children must not inherit that mask (they would ignore SIGTERM), and must die
+//! with the runner even when it is killed: [`tie_to_parent`] sets both up between fork
+//! and exec. Neither std nor monoio exposes these calls, so they go to `libc` here.
+#![allow(unsafe_code)]
+#![deny(
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc,
+    unsafe_op_in_unsafe_fn
+)]
+
+use std::io;
+use std::mem;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// The signals that stop the runner: Ctrl-C, `kill`, and a closed terminal.
+pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// A signal set holding `signals`.
+fn sigset(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
+    // SAFETY: sigset_t is plain C data, and sigemptyset initialises it below.
+    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    if unsafe { libc::sigemptyset(&mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &signal in signals {
+        // SAFETY: `set` is an initialised, writable sigset_t.
+        if unsafe { libc::sigaddset(&mut set, signal) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(set)
+}
+
+/// Blocks [`STOP_SIGNALS`] in the calling thread, and so in every thread it starts
+/// afterwards (threads inherit the mask): call it before starting any thread, then take
+/// the signals with [`wait_stop_signal`].
+pub fn block_stop_signals() -> io::Result<()> {
+    let set = sigset(&STOP_SIGNALS)?;
+    // SAFETY: `set` is initialised and outlives the call; the old mask is not asked for
+    // (null is allowed).
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    match rc {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Waits until one of the blocked [`STOP_SIGNALS`] arrives, and returns it.
+pub fn wait_stop_signal() -> io::Result<libc::c_int> {
+    let set = sigset(&STOP_SIGNALS)?;
+    let mut signal: libc::c_int = 0;
+    // SAFETY: `set` and `signal` are valid for the call; sigwait writes only `signal`.
+    let rc = unsafe { libc::sigwait(&set, &mut signal) };
+    match rc {
+        0 => Ok(signal),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Sends `signal` to the process `pid`. The caller must own `pid` as a child it has not
+/// reaped yet, so that the number cannot belong to another process.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets up `cmd`'s child, between fork and exec, to start with no signal blocked (the
+/// mask survives exec) and to be killed (SIGKILL) when this process dies, whatever the
+/// cause. The kernel sends that signal when the *thread* that forked the child exits, so
+/// spawn from a thread that lives as long as the process (the main thread).
+pub fn tie_to_parent(cmd: &mut Command) {
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(libc::pid_t::MAX);
+    let hook = move || -> io::Result<()> {
+        // SAFETY: this runs in the forked child before exec, where only async-signal-safe
+        // calls are allowed: sigemptyset, sigprocmask, prctl and getppid are, and nothing
+        // here allocates or takes a lock (the errors carry only an errno). The sigset is a
+        // local value, valid for the calls.
+        unsafe {
+            let mut set: libc::sigset_t = mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect: then no signal will
+            // ever come, so do not start at all.
+            if libc::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: `hook` only makes async-signal-safe calls (see above), as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}

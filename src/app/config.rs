@@ -1,0 +1,311 @@
+//! Configuration from environment variables (the interface contract in `design.md`).
+//!
+//! Every variable is read once at startup. A bad value is a [`ConfigError`] naming the
+//! variable and what is wrong with it; the binary prints it and exits.
+
+use std::time::Duration;
+
+use net::addr::Addr;
+use net::env::{default_cores, ConfigError, Vars, MAX_MILLIS};
+use net::runtime::IoDriver;
+use redis_wire::RedisTarget;
+
+/// Default processor requests in flight per processor for the whole instance (split
+/// over its cores). Throughput is in-flight ÷ latency: the final test sends up to
+/// 600 payments/s while the default answers after 1–2 s, and the processor itself
+/// admits 800 at once (plus 500 queued) for all instances together: two instances at
+/// 400 each fill it without reaching its 429s.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 400;
+/// Official fees (final test): default 7 %, fallback 10 %.
+pub const DEFAULT_FEES: [f64; 2] = [0.07, 0.10];
+/// Default deadline: a payment sent now should be settled within this. The official
+/// clients give up after 1.5 s; a processor slower than that is too slow while the
+/// other one is fast, because a payment committed to it cannot be moved.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1_500);
+/// Default horizon: how long the run can be expected to go on, which prices waiting
+/// (see `docs/routing.md`): a payment held back for a failing default waits at most
+/// horizon × (fallback fee − default fee) ÷ (1 − default fee).
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(240);
+/// Default interval between real payments sent to a failing (or too slow) processor to
+/// learn when it recovers.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// Default bound of each core's payment queue. At the final test's 600 payments/s, a
+/// core of one of two instances takes ~150/s: this holds several minutes of backlog
+/// (~64 bytes a payment, 4 MiB a core at most) before intake answers 503.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+/// Default ceiling of the processor request timeout (each timeout follows the observed
+/// latency, see [`crate::engine::vitals`]): above the longest delay of the official scenarios
+/// (5 s), so that a slow processor answers instead of leaving the outcome uncertain.
+pub const DEFAULT_PROCESSOR_TIMEOUT: Duration = Duration::from_millis(6_000);
+/// Default time a client has to finish sending a request it started.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5_000);
+/// Default keep-alive idle time; nginx's default is 75 s, the official test's virtual
+/// users send every ~1 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_millis(60_000);
+/// Default time after an uncertain attempt before a 404 from `GET /payments/{id}` is
+/// believed: longer than any processor delay of the official scenarios (5 s), so the
+/// uncertain request cannot still be waiting inside the processor.
+pub const DEFAULT_UNCERTAIN_SETTLE: Duration = Duration::from_millis(10_000);
+/// Default pause before trying a payment again after both processors refused it.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(50);
+
+/// Where settled payments are recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerConfig {
+    /// In this instance's memory; summaries add the partial sums of `peers`.
+    Memory { peers: Vec<Addr> },
+    /// In Redis, shared by every instance.
+    Redis(RedisTarget),
+}
+
+/// The gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Addr,
+    /// `HANDOFF`: the Unix socket on which the lb hands over client connections.
+    pub handoff: Option<Addr>,
+    /// Base addresses of the default and fallback processors, by `Processor::index`.
+    pub processors: [Addr; 2],
+    pub ledger: LedgerConfig,
+    pub instance_id: String,
+    pub cores: usize,
+    pub io_driver: IoDriver,
+    /// Processor requests in flight per processor for the instance.
+    pub max_in_flight: usize,
+    /// Fee of each processor (fraction of the amount), by `Processor::index`.
+    pub fees: [f64; 2],
+    pub deadline: Duration,
+    pub horizon: Duration,
+    pub probe_interval: Duration,
+    pub queue_capacity: usize,
+    pub processor_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub uncertain_settle: Duration,
+    pub retry_delay: Duration,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gateway".to_string())
+}
+
+impl Config {
+    /// How long a payment may wait for a failing default before the fallback's fee is
+    /// worth paying: waiting risks losing the payment (modelled as the run ending at
+    /// any moment within the horizon), the fallback costs the fee difference.
+    pub fn patience(&self) -> Duration {
+        let gap = self.fees[1] - self.fees[0];
+        if gap <= 0.0 {
+            return Duration::ZERO;
+        }
+        self.horizon.mul_f64(gap / (1.0 - self.fees[0]))
+    }
+
+    /// This instance's in-flight limit per processor on one core.
+    pub fn max_in_flight_per_core(&self) -> usize {
+        self.max_in_flight.div_ceil(self.cores).max(1)
+    }
+
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars(|k| std::env::var(k).ok()))
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Config, ConfigError> {
+        let url = |var: &'static str, default: &str| -> Result<Addr, ConfigError> {
+            let s = v.get(var).unwrap_or_else(|| default.to_string());
+            Addr::parse_url(s.trim()).map_err(|reason| ConfigError { var, reason })
+        };
+        let processors = [
+            url(
+                "PROCESSOR_DEFAULT_URL",
+                "http://payment-processor-default:8080",
+            )?,
+            url(
+                "PROCESSOR_FALLBACK_URL",
+                "http://payment-processor-fallback:8080",
+            )?,
+        ];
+        let peers = v.parse("PEERS", Vec::new(), |s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(Addr::parse)
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        let ledger = match v.get("REDIS_URL") {
+            Some(url) => {
+                if !peers.is_empty() {
+                    return Err(ConfigError {
+                        var: "PEERS",
+                        reason: "PEERS is for the memory ledger; with REDIS_URL every \
+                                 instance already shares one ledger"
+                            .to_string(),
+                    });
+                }
+                LedgerConfig::Redis(RedisTarget::parse(url.trim()).map_err(|reason| {
+                    ConfigError {
+                        var: "REDIS_URL",
+                        reason,
+                    }
+                })?)
+            }
+            None => LedgerConfig::Memory { peers },
+        };
+        let handoff = v.parse("HANDOFF", None, |s| match Addr::parse(s)? {
+            a @ Addr::Unix(_) => Ok(Some(a)),
+            Addr::Tcp { .. } => Err(format!(
+                "expected unix:/path (connections are handed over a Unix socket), got {s:?}"
+            )),
+        })?;
+        Ok(Config {
+            listen: v.addr("LISTEN", "0.0.0.0:8080")?,
+            handoff,
+            processors,
+            ledger,
+            instance_id: v
+                .get("INSTANCE_ID")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(hostname),
+            cores: v.count("CORES", default_cores())?,
+            io_driver: v.io_driver()?,
+            max_in_flight: v.count("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
+            fees: [
+                v.fee("PROCESSOR_DEFAULT_FEE", DEFAULT_FEES[0])?,
+                v.fee("PROCESSOR_FALLBACK_FEE", DEFAULT_FEES[1])?,
+            ],
+            deadline: v.millis("ROUTE_DEADLINE_MS", DEFAULT_DEADLINE)?,
+            horizon: v.parse("ROUTE_HORIZON_S", DEFAULT_HORIZON, |s| {
+                match s.parse::<u64>() {
+                    Ok(n) if n > 0 && n <= MAX_MILLIS / 1000 => Ok(Duration::from_secs(n)),
+                    _ => Err(format!(
+                        "expected a positive number of seconds up to {} (a day), got {s:?}",
+                        MAX_MILLIS / 1000
+                    )),
+                }
+            })?,
+            probe_interval: v.millis("PROBE_INTERVAL_MS", DEFAULT_PROBE_INTERVAL)?,
+            queue_capacity: v.count("QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY)?,
+            processor_timeout: v.millis("PROCESSOR_TIMEOUT_MS", DEFAULT_PROCESSOR_TIMEOUT)?,
+            request_timeout: v.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
+            idle_timeout: v.millis("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT)?,
+            uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
+            retry_delay: v.millis("RETRY_DELAY_MS", DEFAULT_RETRY_DELAY)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(&Vars::from_pairs(pairs))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            c.listen,
+            Addr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 8080
+            }
+        );
+        assert_eq!(
+            c.processors[0],
+            Addr::Tcp {
+                host: "payment-processor-default".into(),
+                port: 8080
+            }
+        );
+        assert_eq!(c.ledger, LedgerConfig::Memory { peers: vec![] });
+        assert_eq!(c.handoff, None);
+        let c = cfg(&[("HANDOFF", "unix:/run/gw1.sock")]).unwrap();
+        assert_eq!(c.handoff, Some(Addr::Unix("/run/gw1.sock".into())));
+        assert_eq!(c.io_driver, IoDriver::Auto);
+        assert!(c.cores >= 1);
+        assert_eq!(c.fees, [0.07, 0.10]);
+    }
+
+    #[test]
+    fn patience_prices_the_fee_gap() {
+        // Final test fees: 240 s × 0.03 / 0.93 ≈ 7.7 s.
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.patience().as_millis(), 7_741);
+        // Preview fees: 240 s × 0.10 / 0.95 ≈ 25.3 s, longer than its 20 s outage.
+        let c = cfg(&[
+            ("PROCESSOR_DEFAULT_FEE", "0.05"),
+            ("PROCESSOR_FALLBACK_FEE", "0.15"),
+        ])
+        .unwrap();
+        assert_eq!(c.patience().as_millis(), 25_263);
+        // A fallback no dearer than the default is never worth waiting for.
+        let c = cfg(&[
+            ("PROCESSOR_DEFAULT_FEE", "0.1"),
+            ("PROCESSOR_FALLBACK_FEE", "0.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.patience(), Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("CORES", "0"),
+            ("CORES", "two"),
+            ("IO_DRIVER", "kqueue"),
+            ("LISTEN", "nowhere"),
+            ("HANDOFF", "127.0.0.1:9000"),
+            ("HANDOFF", "unix:"),
+            ("PEERS", "a:1,b"),
+            ("PROCESSOR_DEFAULT_URL", "https://x:1"),
+            ("PROCESSOR_FALLBACK_URL", "ftp://x"),
+            ("REDIS_URL", "http://x"),
+            ("MAX_IN_FLIGHT", "-3"),
+            ("PROCESSOR_DEFAULT_FEE", "5%"),
+            ("PROCESSOR_FALLBACK_FEE", "1.5"),
+            ("ROUTE_DEADLINE_MS", "0"),
+            ("ROUTE_HORIZON_S", "forever"),
+            ("PROBE_INTERVAL_MS", "x"),
+            ("PROBE_INTERVAL_MS", "18446744073709551615"),
+            ("RETRY_DELAY_MS", "86400001"),
+            ("ROUTE_HORIZON_S", "86401"),
+            ("QUEUE_CAPACITY", "0"),
+            ("PROCESSOR_TIMEOUT_MS", "1.5"),
+            ("REQUEST_TIMEOUT_MS", "0"),
+        ];
+        for (var, value) in cases {
+            let err = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(&err.var, var, "{var}={value} gave {err}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn peers_and_redis_are_exclusive() {
+        let err = cfg(&[
+            ("PEERS", "unix:/tmp/a.sock"),
+            ("REDIS_URL", "redis://r:6379"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "PEERS");
+        let c = cfg(&[("PEERS", "unix:/tmp/a.sock, 10.0.0.2:8080")]).unwrap();
+        assert_eq!(
+            c.ledger,
+            LedgerConfig::Memory {
+                peers: vec![
+                    Addr::Unix("/tmp/a.sock".into()),
+                    Addr::Tcp {
+                        host: "10.0.0.2".into(),
+                        port: 8080
+                    }
+                ]
+            }
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! The gateway's state: instance-wide ([`Shared`]) and per core ([`Core`]).
+//!
+//! Instance-wide ([`Shared`], behind `Arc`): the configuration, the set of accepted
+//! correlationIds (so a payment accepted twice is queued once), and the memory
+//! ledger's records. Per core ([`Core`], behind `Rc`): the backlog, the processor
+//! connection pools, the ledger handle. Only the two instance-wide maps cross threads,
+//! each behind one mutex held for a single hash operation.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use monoio::time::Instant;
+
+use crate::app::config::Config;
+use crate::app::metrics::Metrics;
+use crate::engine::queue::Backlog;
+use crate::engine::vitals::{Signals, State, View};
+use crate::ledger::Ledger;
+use crate::upstream::health::Board;
+use http1::client::Client;
+
+/// Hashes a correlationId, already a uniformly random 128-bit value, by folding it.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+/// Set of correlationIds.
+pub type IdSet = HashSet<u128, BuildHasherDefault<IdHasher>>;
+
+/// State shared by every core of this instance.
+pub struct Shared {
+    pub config: Config,
+    /// correlationIds this instance accepted (queued once each).
+    accepted: Mutex<IdSet>,
+    /// The latest health report of each processor.
+    pub board: Arc<Board>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let metrics = Arc::new(Metrics::new(config.cores));
+        Shared {
+            config,
+            accepted: Mutex::new(IdSet::default()),
+            board: Arc::new(Board::default()),
+            metrics,
+        }
+    }
+
+    /// Marks `id` accepted; false when it already was.
+    pub fn accept(&self, id: u128) -> bool {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+    }
+
+    /// Forgets an acceptance whose payment could not be queued.
+    pub fn unaccept(&self, id: u128) {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+/// How often the latency percentile gauge is refreshed: the dispatcher publishes its
+/// gauges after every round, and the percentile sorts the last answers.
+const P99_EVERY: Duration = Duration::from_millis(250);
+
+/// One core's state.
+pub struct Core<L> {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    /// Same as `shared.config`, for brevity.
+    pub config: Config,
+    pub backlog: Backlog,
+    pub ledger: L,
+    /// Connection pools to the processors, by `Processor::index`.
+    pub processors: [Client; 2],
+    /// What this core's requests tell about each processor, by `Processor::index`.
+    pub signals: [RefCell<Signals>; 2],
+    /// Same as `shared.board` and `shared.metrics`, for brevity.
+    pub board: Arc<Board>,
+    pub metrics: Arc<Metrics>,
+    /// When the latency percentile was last published (it sorts the recent answers).
+    p99_published: Cell<Option<Instant>>,
+}
+
+impl<L: Ledger> Core<L> {
+    pub fn new(id: usize, shared: Arc<Shared>, ledger: L) -> Core<L> {
+        let config = shared.config.clone();
+        let limit = config.max_in_flight_per_core();
+        let signals = || RefCell::new(Signals::new(limit, config.deadline, config.probe_interval));
+        Core {
+            id,
+            backlog: Backlog::new(config.queue_capacity),
+            processors: [
+                Client::new(config.processors[0].clone(), limit),
+                Client::new(config.processors[1].clone(), limit),
+            ],
+            signals: [signals(), signals()],
+            ledger,
+            board: shared.board.clone(),
+            metrics: shared.metrics.clone(),
+            p99_published: Cell::new(None),
+            config,
+            shared,
+        }
+    }
+
+    /// Both processors as the policy sees them now.
+    pub fn views(&self, now: Instant) -> [View; 2] {
+        [
+            self.signals[0].borrow_mut().view(now),
+            self.signals[1].borrow_mut().view(now),
+        ]
+    }
+
+    /// Stores this core's gauges for `/metrics`.
+    pub fn publish(&self) {
+        let g = self.metrics.core(self.id);
+        let now = Instant::now();
+        let with_p99 = self
+            .p99_published
+            .get()
+            .is_none_or(|t| now.saturating_duration_since(t) >= P99_EVERY);
+        if with_p99 {
+            self.p99_published.set(Some(now));
+        }
+        g.queue_depth.store(self.backlog.len() as u64, Relaxed);
+        for (i, s) in self.signals.iter().enumerate() {
+            let s = s.borrow();
+            g.in_flight[i].store(s.in_flight() as u64, Relaxed);
+            g.limit[i].store(s.cap() as u64, Relaxed);
+            let state = State::ALL.iter().position(|x| *x == s.state()).unwrap_or(0);
+            g.state[i].store(state as u64, Relaxed);
+            let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
+            g.latency_ewma_us[i].store(us(s.ewma()), Relaxed);
+            let ppm = |share: f64| (share * 1e6) as u64;
+            g.error_ppm[i].store(ppm(s.error_rate()), Relaxed);
+            g.timeout_ppm[i].store(ppm(s.timeout_rate()), Relaxed);
+            if with_p99 {
+                g.latency_p99_us[i].store(us(s.p99()), Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,422 @@
+//! Counters and gauges of one instance, served as `GET /metrics` in the Prometheus text
+//! format.
+//!
+//! Counters are relaxed atomics shared by the cores (one add per event). Per-core
+//! gauges (queue depth, in-flight, processor state, latency) are stored by that core's
+//! dispatcher each time it runs, and read by whichever core answers `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::engine::policy::Decision;
+use crate::engine::vitals::State;
+use crate::processor::Processor;
+use crate::upstream::api::PostOutcome;
+use crate::upstream::health::{PollError, Report};
+
+/// How an uncertain payment ended up settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Proven ours (a retry answered, or the lookup showed our `requestedAt`): recorded.
+    Recorded,
+    /// Stored there with someone else's `requestedAt`: theirs.
+    Elsewhere,
+    /// A 404 after the settle time: free to go anywhere again.
+    Freed,
+}
+
+impl Resolved {
+    const ALL: [Resolved; 3] = [Resolved::Recorded, Resolved::Elsewhere, Resolved::Freed];
+
+    fn name(self) -> &'static str {
+        match self {
+            Resolved::Recorded => "recorded",
+            Resolved::Elsewhere => "elsewhere",
+            Resolved::Freed => "freed",
+        }
+    }
+}
+
+/// `turned_away` is a 4XX but 422 (a 429 when the processor's queue is full);
+/// `not_charged` a 5XX or no connection.
+const OUTCOMES: [&str; 5] = [
+    "charged",
+    "already_there",
+    "not_charged",
+    "unknown",
+    "turned_away",
+];
+
+fn outcome_index(o: PostOutcome) -> usize {
+    match o {
+        PostOutcome::Charged => 0,
+        PostOutcome::AlreadyThere => 1,
+        PostOutcome::TurnedAway(_) => 4,
+        PostOutcome::NotCharged(_) => 2,
+        PostOutcome::Unknown => 3,
+    }
+}
+
+const DECISIONS: [&str; 3] = ["default", "fallback", "wait"];
+const POLL_RESULTS: [&str; 3] = ["ok", "limited", "error"];
+
+/// One core's gauges.
+#[derive(Default)]
+pub struct CoreGauges {
+    pub queue_depth: AtomicU64,
+    pub in_flight: [AtomicU64; 2],
+    pub limit: [AtomicU64; 2],
+    /// `State` as its index in `State::ALL`.
+    pub state: [AtomicU64; 2],
+    pub latency_ewma_us: [AtomicU64; 2],
+    pub latency_p99_us: [AtomicU64; 2],
+    /// Shares of failed and timed-out requests among recent outcomes, in millionths.
+    pub error_ppm: [AtomicU64; 2],
+    pub timeout_ppm: [AtomicU64; 2],
+}
+
+/// The instance's metrics.
+pub struct Metrics {
+    cores: Vec<CoreGauges>,
+    accepted: AtomicU64,
+    refused_full: AtomicU64,
+    decisions: [AtomicU64; 3],
+    probes: [AtomicU64; 2],
+    attempts: [[AtomicU64; OUTCOMES.len()]; 2],
+    settled: [AtomicU64; 2],
+    resolved: [AtomicU64; 3],
+    health_polls: [[AtomicU64; 3]; 2],
+    health: [AtomicU64; 2],
+}
+
+impl Metrics {
+    pub fn new(cores: usize) -> Metrics {
+        Metrics {
+            cores: (0..cores).map(|_| CoreGauges::default()).collect(),
+            accepted: AtomicU64::new(0),
+            refused_full: AtomicU64::new(0),
+            decisions: Default::default(),
+            probes: Default::default(),
+            attempts: Default::default(),
+            settled: Default::default(),
+            resolved: Default::default(),
+            health_polls: Default::default(),
+            health: Default::default(),
+        }
+    }
+
+    /// Core `i`'s gauges (core ids come from the runtime, below `cores`).
+    pub fn core(&self, i: usize) -> &CoreGauges {
+        &self.cores[i.min(self.cores.len() - 1)]
+    }
+
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused_full(&self) {
+        self.refused_full.fetch_add(1, Relaxed);
+    }
+
+    pub fn decision(&self, d: Decision) {
+        let i = match d {
+            Decision::Send {
+                to: Processor::Default,
+                ..
+            } => 0,
+            Decision::Send {
+                to: Processor::Fallback,
+                ..
+            } => 1,
+            Decision::Wait => 2,
+        };
+        self.decisions[i].fetch_add(1, Relaxed);
+        if let Decision::Send { to, probe: true } = d {
+            self.probes[to.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn attempt(&self, p: Processor, o: PostOutcome) {
+        self.attempts[p.index()][outcome_index(o)].fetch_add(1, Relaxed);
+    }
+
+    pub fn settled(&self, p: Processor) {
+        self.settled[p.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn resolved(&self, r: Resolved) {
+        self.resolved[r as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn health_poll(&self, p: Processor, r: &Result<Report, PollError>) {
+        let i = match r {
+            Ok(rep) => {
+                let v = (u64::from(rep.health.failing) << 63)
+                    | rep.health.min_response.as_millis() as u64;
+                self.health[p.index()].store(v, Relaxed);
+                0
+            }
+            Err(PollError::Limited) => 1,
+            Err(PollError::Other(_)) => 2,
+        };
+        self.health_polls[p.index()][i].fetch_add(1, Relaxed);
+    }
+
+    /// Writes every metric in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let sum = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).sum::<u64>();
+        let max = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).max().unwrap_or(0);
+        let load = |a: &AtomicU64| a.load(Relaxed);
+
+        family(
+            out,
+            "gateway_queue_depth",
+            "gauge",
+            "Payments waiting in the backlogs.",
+        );
+        sample(
+            out,
+            "gateway_queue_depth",
+            "",
+            sum(&|c| load(&c.queue_depth)),
+        );
+        family(
+            out,
+            "gateway_in_flight",
+            "gauge",
+            "Processor requests in flight.",
+        );
+        per_processor(out, "gateway_in_flight", "", |i| {
+            sum(&|c| load(&c.in_flight[i]))
+        });
+        family(
+            out,
+            "gateway_in_flight_limit",
+            "gauge",
+            "Current in-flight limit.",
+        );
+        per_processor(out, "gateway_in_flight_limit", "", |i| {
+            sum(&|c| load(&c.limit[i]))
+        });
+        family(
+            out,
+            "gateway_processor_state",
+            "gauge",
+            "Routing state of each processor, one-hot per core.",
+        );
+        for (core, c) in self.cores.iter().enumerate() {
+            for p in Processor::ALL {
+                let now = load(&c.state[p.index()]) as usize;
+                for (si, s) in State::ALL.iter().enumerate() {
+                    let labels = format!(
+                        "core=\"{core}\",processor=\"{}\",state=\"{}\"",
+                        p.name(),
+                        s.name()
+                    );
+                    sample(out, "gateway_processor_state", &labels, u8::from(si == now));
+                }
+            }
+        }
+        family(
+            out,
+            "gateway_latency_ms",
+            "gauge",
+            "Processor latency seen by our requests (worst core).",
+        );
+        per_processor(out, "gateway_latency_ms", ",stat=\"ewma\"", |i| {
+            max(&|c| load(&c.latency_ewma_us[i])) as f64 / 1000.0
+        });
+        per_processor(out, "gateway_latency_ms", ",stat=\"p99\"", |i| {
+            max(&|c| load(&c.latency_p99_us[i])) as f64 / 1000.0
+        });
+        family(
+            out,
+            "gateway_outcome_share",
+            "gauge",
+            "Share of recent requests that failed or timed out (worst core).",
+        );
+        per_processor(out, "gateway_outcome_share", ",outcome=\"failed\"", |i| {
+            max(&|c| load(&c.error_ppm[i])) as f64 / 1e6
+        });
+        per_processor(
+            out,
+            "gateway_outcome_share",
+            ",outcome=\"timed_out\"",
+            |i| max(&|c| load(&c.timeout_ppm[i])) as f64 / 1e6,
+        );
+        family(
+            out,
+            "gateway_health_min_response_ms",
+            "gauge",
+            "minResponseTime of the last health poll made by this instance.",
+        );
+        per_processor(out, "gateway_health_min_response_ms", "", |i| {
+            load(&self.health[i]) & !(1 << 63)
+        });
+        family(
+            out,
+            "gateway_health_failing",
+            "gauge",
+            "failing of the last health poll made by this instance.",
+        );
+        per_processor(out, "gateway_health_failing", "", |i| {
+            load(&self.health[i]) >> 63
+        });
+        family(
+            out,
+            "gateway_accepted_total",
+            "counter",
+            "Payments accepted (202).",
+        );
+        sample(out, "gateway_accepted_total", "", load(&self.accepted));
+        family(
+            out,
+            "gateway_refused_full_total",
+            "counter",
+            "Payments refused with 503: queue full.",
+        );
+        sample(
+            out,
+            "gateway_refused_full_total",
+            "",
+            load(&self.refused_full),
+        );
+        family(
+            out,
+            "gateway_decisions_total",
+            "counter",
+            "Routing decisions by outcome.",
+        );
+        for (i, d) in DECISIONS.iter().enumerate() {
+            let labels = format!("decision=\"{d}\"");
+            sample(
+                out,
+                "gateway_decisions_total",
+                &labels,
+                load(&self.decisions[i]),
+            );
+        }
+        family(
+            out,
+            "gateway_probes_total",
+            "counter",
+            "Payments sent as probes.",
+        );
+        per_processor(out, "gateway_probes_total", "", |i| load(&self.probes[i]));
+        family(
+            out,
+            "gateway_attempts_total",
+            "counter",
+            "POST /payments attempts.",
+        );
+        for (oi, o) in OUTCOMES.iter().enumerate() {
+            let extra = format!(",outcome=\"{o}\"");
+            per_processor(out, "gateway_attempts_total", &extra, |i| {
+                load(&self.attempts[i][oi])
+            });
+        }
+        family(
+            out,
+            "gateway_settled_total",
+            "counter",
+            "Payments recorded by this instance.",
+        );
+        per_processor(out, "gateway_settled_total", "", |i| load(&self.settled[i]));
+        family(
+            out,
+            "gateway_uncertain_resolved_total",
+            "counter",
+            "Uncertain attempts resolved.",
+        );
+        for r in Resolved::ALL {
+            let labels = format!("result=\"{}\"", r.name());
+            let v = load(&self.resolved[r as usize]);
+            sample(out, "gateway_uncertain_resolved_total", &labels, v);
+        }
+        family(
+            out,
+            "gateway_health_polls_total",
+            "counter",
+            "Health polls made by this instance.",
+        );
+        for (ri, r) in POLL_RESULTS.iter().enumerate() {
+            let extra = format!(",result=\"{r}\"");
+            per_processor(out, "gateway_health_polls_total", &extra, |i| {
+                load(&self.health_polls[i][ri])
+            });
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+/// One sample per processor, labelled `processor="…"` followed by `extra` labels.
+fn per_processor<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    extra: &str,
+    value: impl Fn(usize) -> V,
+) {
+    for p in Processor::ALL {
+        let labels = format!("processor=\"{}\"{extra}", p.name());
+        sample(out, name, &labels, value(p.index()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_its_type() {
+        let m = Metrics::new(2);
+        m.accepted();
+        m.decision(Decision::Send {
+            to: Processor::Fallback,
+            probe: true,
+        });
+        m.attempt(Processor::Default, PostOutcome::NotCharged(500));
+        m.attempt(Processor::Fallback, PostOutcome::TurnedAway(429));
+        m.settled(Processor::Fallback);
+        m.resolved(Resolved::Freed);
+        m.core(1).queue_depth.store(7, Relaxed);
+        m.core(0).queue_depth.store(3, Relaxed);
+        m.core(1).state[0].store(2, Relaxed);
+        m.core(0).error_ppm[0].store(250_000, Relaxed);
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "gateway_queue_depth 10",
+            "gateway_accepted_total 1",
+            "gateway_decisions_total{decision=\"fallback\"} 1",
+            "gateway_probes_total{processor=\"fallback\"} 1",
+            "gateway_attempts_total{processor=\"default\",outcome=\"not_charged\"} 1",
+            "gateway_attempts_total{processor=\"fallback\",outcome=\"turned_away\"} 1",
+            "gateway_settled_total{processor=\"fallback\"} 1",
+            "gateway_outcome_share{processor=\"default\",outcome=\"failed\"} 0.25",
+            "gateway_uncertain_resolved_total{result=\"freed\"} 1",
+            "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
+            "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+        }
+        // Every sample line belongs to a family declared with # TYPE.
+        for l in out.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().unwrap();
+            assert!(
+                out.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE"
+            );
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Engine: the per-core payment path from queue to settlement.
+pub mod dispatch;
+pub mod payment;
+pub mod policy;
+pub mod queue;
+pub mod vitals;

@@ -1,0 +1,3 @@
+//! Upstream: the payment processors as the gateway sees them.
+pub mod api;
+pub mod health;
