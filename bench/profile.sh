@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
-cargo build --release -q --bin gateway --bin processor-sim
+cargo build --release -q -p gateway -p processor-sim
 OUT=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }

@@ -2,7 +2,7 @@
 # CPU 0 measuring intake only, and a wrk run pinned to CPU 1 printing one summary line.
 # Sourced with ROUNDS, SECS and CONNS set; the caller is in the repository root.
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release -q --bin gateway --bin processor-sim
+cargo build --release -q -p gateway -p processor-sim
 DIR=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
 
