@@ -114,7 +114,7 @@ pub fn fix_requested_at(
 
 /// Settles what processor `on` answered about a payment in `facts`, at `now`, with
 /// `uncertain_settle` the time after the last uncertain attempt beyond which a 404
-/// proves no attempt can still be stored. One row of `docs/payment-life.md` each:
+/// proves no attempt can still be stored. By the rows of `docs/payment-life.md`:
 ///
 /// - 200 records the attempt's `requestedAt`;
 /// - 422 records nothing after a first attempt there (someone else charged it), and
@@ -703,8 +703,8 @@ mod tests {
 
     #[test]
     fn a_lookup_never_asks_for_another_and_an_answer_never_sends_again() {
-        for r in rows(Instant::now()) {
-            let base = Instant::now();
+        let base = Instant::now();
+        for r in rows(base) {
             let a = settle(&r.facts, r.on, r.answer, base + r.now, SETTLE).action;
             let chained = match r.answer {
                 Answer::Looked { .. } => matches!(a, Action::LookUp(_)),
