@@ -1,21 +1,15 @@
 //! The payment path of one core: a dispatcher that places payments by the routing
-//! policy, and one task per attempt that settles it by the rules of "The payment's
-//! life" in `design.md`:
+//! policy, and one task per attempt that carries out the actions of
+//! [`crate::engine::settle`], which holds the exactly-once rules of
+//! `docs/payment-life.md`: the task sends the attempt, looks the payment up, writes
+//! the ledger, places the payment again at once or after `RETRY_DELAY_MS`, and feeds
+//! each answer to the signals and the metrics.
 //!
-//! - `requestedAt` is fixed per processor at the first attempt there and reused, so
-//!   whatever a processor stored is always known. It is the moment the processor is
-//!   expected to store the payment (now plus its expected latency), so that a payment
-//!   a slow processor stores late does not fall into an audit window ours missed;
-//! - 200 records the payment; 422 records it only when a lookup proves the stored
-//!   attempt was ours (same `requestedAt`), otherwise someone else charged it;
-//! - 500, 429 and refused connections stored nothing: the payment is placed again, at
-//!   once after a 500 or a refused connection, after `RETRY_DELAY_MS` after a 4XX
-//!   (a 429 means the processor's queue is full: sending again at once would loop at
-//!   round-trip speed), which also pauses the processor (see [`crate::engine::vitals`]);
-//! - a timeout or a lost connection leaves the payment uncertain on that processor:
-//!   only that processor is tried, with the same `requestedAt`, until it answers, or
-//!   until `GET /payments/{id}` answers 404 after the settle time, when no attempt can
-//!   still be inside the processor. A payment is never charged by both.
+//! The `requestedAt` of a first attempt on a processor is the moment the processor is
+//! expected to store the payment (now plus its expected latency), so that a payment a
+//! slow processor stores late does not fall into an audit window ours missed. An
+//! answer that turns the payment away (429, or another 4XX but 422) also pauses the
+//! processor (see [`crate::engine::vitals`]).
 //!
 //! The dispatcher ([`run`]) looks at the heads of the backlog's lanes, asks
 //! [`crate::engine::policy::decide`] with this core's [`crate::engine::vitals`] views, starts an
@@ -30,31 +24,19 @@ use std::time::Duration;
 use monoio::time::Instant;
 
 use crate::app::core::Core;
-use crate::app::metrics::Resolved;
-use crate::engine::payment::{Payment, Stage};
+use crate::engine::payment::Payment;
 use crate::engine::policy::{decide, Decision, Placing, Rules};
 use crate::engine::queue::Lane;
+use crate::engine::settle::{fix_requested_at, settle, start, Action, Answer, Facts};
 use crate::engine::vitals::{timeout_for, Outcome, Ticket};
 use crate::ledger::{Ledger, Record};
 use crate::processor::Processor;
-use crate::upstream::api::{get_payment, post_payment, Lookup, PostOutcome};
+use crate::upstream::api::{get_payment, post_payment, PostOutcome};
 use domain::time::{now_micros, Micros};
 
 /// Pause between attempts to write a settled payment to an unreachable ledger (Redis
 /// restarting): the record must land, and this keeps a dead Redis from being hammered.
 const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(100);
-
-/// The result of one step on a payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Settled: recorded, or known to be charged by someone else.
-    Done,
-    /// This processor did not store it, and no earlier attempt can still land there:
-    /// the payment is free to go anywhere.
-    Refused,
-    /// Try again later on the same processor (uncertain, or not resolvable yet).
-    Later,
-}
 
 /// Placements in a row before the dispatcher lets the connection loop run: a backlog
 /// of thousands drained at once would otherwise hold the core for milliseconds.
@@ -167,8 +149,8 @@ async fn yield_now() {
     .await
 }
 
-/// One attempt, then the payment's next place: settled, placed again at once, or
-/// retried after the retry delay.
+/// One attempt, then the payment's next place: settled, or placed again after the wait
+/// settlement asked for.
 async fn attempt_task<L: Ledger>(
     core: Rc<Core<L>>,
     mut p: Payment,
@@ -177,12 +159,9 @@ async fn attempt_task<L: Ledger>(
     timeout: Duration,
     expected: Duration,
 ) {
-    let step = attempt(&core, &mut p, to, ticket, timeout, expected).await;
-    let now = Instant::now();
-    match step {
-        Step::Done => {}
-        Step::Refused => core.backlog.retry_at(now, p),
-        Step::Later => core.backlog.retry_at(now + core.config.retry_delay, p),
+    let again = attempt(&core, &mut p, to, ticket, timeout, expected).await;
+    if let Some(wait) = again {
+        core.backlog.retry_at(Instant::now() + wait, p);
     }
     core.backlog.kick();
 }
@@ -200,9 +179,11 @@ fn signal_of(o: PostOutcome) -> Outcome {
     }
 }
 
-/// One attempt on `target`. The ticket is given back to the signals as soon as the
-/// processor's answer is known (before any lookup or ledger write, which are not the
-/// processor's latency).
+/// One attempt on `target`, carrying out [`settle`]'s actions until the payment is
+/// settled or due to be placed again. `None`: settled; `Some(wait)`: placed again
+/// after `wait`. The ticket is given back to the signals as soon as the processor's
+/// answer is known (before any lookup or ledger write, which are not the processor's
+/// latency), or cancelled once a lookup settled the payment without sending it.
 async fn attempt<L: Ledger>(
     core: &Core<L>,
     p: &mut Payment,
@@ -210,151 +191,58 @@ async fn attempt<L: Ledger>(
     ticket: Ticket,
     timeout: Duration,
     expected: Duration,
-) -> Step {
+) -> Option<Duration> {
     let signals = &core.signals[target.index()];
-    if p.pinned() == Some(target) {
-        // A lookup is answered without the processor's delay: an earlier attempt that
-        // was stored settles the payment now, not after another full delay.
-        if let Some(step) = look_up_uncertain(core, p, target).await {
-            signals.borrow_mut().cancel(ticket);
-            return step;
-        }
-    }
-    let slot = &mut p.requested_at[target.index()];
-    let attempted_before = slot.is_some();
-    let requested_at = *slot.get_or_insert_with(|| {
-        now_micros().saturating_add(expected.as_micros().min(MAX_AHEAD_MICROS) as Micros)
-    });
     let client = &core.processors[target.index()];
-    let outcome = post_payment(client, p.id, p.cents, requested_at, timeout).await;
-    signals
-        .borrow_mut()
-        .finish(ticket, signal_of(outcome), Instant::now());
-    core.metrics.attempt(target, outcome);
-    let was_uncertain = p.pinned() == Some(target);
-    match outcome {
-        PostOutcome::Charged => {
-            if was_uncertain {
-                core.metrics.resolved(Resolved::Recorded);
+    let mut ticket = Some(ticket);
+    let mut action = start(p.stage, target);
+    let again = loop {
+        let (answer, now) = match action {
+            Action::LookUp(asked) => {
+                let lookup = get_payment(client, p.id, core.config.processor_timeout).await;
+                (Answer::Looked { lookup, asked }, Instant::now())
             }
-            record(core, p, target, requested_at).await;
-            Step::Done
-        }
-        PostOutcome::AlreadyThere if attempted_before => {
-            // The processor says it holds the payment: it goes nowhere else until a
-            // lookup settles it (or, after a purge there, a 404 past the settle time).
-            if !was_uncertain {
-                p.stage = Stage::Uncertain {
-                    processor: target,
-                    since: Instant::now(),
-                };
+            Action::Send => {
+                let sent = fix_requested_at(&mut p.requested_at, target, || {
+                    now_micros()
+                        .saturating_add(expected.as_micros().min(MAX_AHEAD_MICROS) as Micros)
+                });
+                let outcome = post_payment(client, p.id, p.cents, sent.requested_at, timeout).await;
+                let now = Instant::now();
+                if let Some(t) = ticket.take() {
+                    signals.borrow_mut().finish(t, signal_of(outcome), now);
+                }
+                core.metrics.attempt(target, outcome);
+                (Answer::Posted { outcome, sent }, now)
             }
-            resolve(core, p, target).await
-        }
-        PostOutcome::AlreadyThere => {
-            // Never sent there by us, yet stored: charged by another instance (the
-            // same correlationId was accepted twice). It is theirs to record.
-            Step::Done
-        }
-        PostOutcome::NotCharged(_) | PostOutcome::TurnedAway(_) if was_uncertain => {
-            resolve(core, p, target).await
-        }
-        // Refused as a request (400...) or turned away (429: the processor's queue is
-        // full): not again at once, and not only here.
-        PostOutcome::TurnedAway(_) => Step::Later,
-        PostOutcome::NotCharged(_) => Step::Refused,
-        PostOutcome::Unknown => {
-            p.stage = Stage::Uncertain {
-                processor: target,
-                since: Instant::now(),
-            };
-            Step::Later
-        }
-    }
-}
-
-/// What a lookup told, once acted on.
-enum Looked {
-    /// Stored there: recorded if the stored `requestedAt` is ours, otherwise someone
-    /// else charged it. Either way the payment is settled.
-    Settled,
-    /// 404: not stored there (yet).
-    Missing,
-    /// No usable answer.
-    Unknown,
-}
-
-/// Asks `target` whether it stored the payment, recording it if the stored attempt is
-/// ours.
-async fn look_up<L: Ledger>(core: &Core<L>, p: &Payment, target: Processor) -> Looked {
-    let ours = p.requested_at[target.index()];
-    let client = &core.processors[target.index()];
-    let uncertain = p.pinned() == Some(target);
-    match get_payment(client, p.id, core.config.processor_timeout).await {
-        Lookup::Found { requested_at, .. } if Some(requested_at) == ours => {
-            if uncertain {
-                core.metrics.resolved(Resolved::Recorded);
+            Action::Record {
+                processor,
+                requested_at,
+            } => {
+                record(core, p, processor, requested_at).await;
+                break None;
             }
-            record(core, p, target, requested_at).await;
-            Looked::Settled
+            Action::Nothing => break None,
+            Action::PlaceNow => break Some(Duration::ZERO),
+            Action::PlaceLater => break Some(core.config.retry_delay),
+        };
+        let next = settle(
+            &Facts::of(p),
+            target,
+            answer,
+            now,
+            core.config.uncertain_settle,
+        );
+        p.stage = next.stage;
+        if let Some(r) = next.resolved {
+            core.metrics.resolved(r);
         }
-        // Stored with another requestedAt: another instance charged it.
-        Lookup::Found { .. } => {
-            if uncertain {
-                core.metrics.resolved(Resolved::Elsewhere);
-            }
-            Looked::Settled
-        }
-        Lookup::NotFound => Looked::Missing,
-        Lookup::Unknown => Looked::Unknown,
+        action = next.action;
+    };
+    if let Some(t) = ticket {
+        signals.borrow_mut().cancel(t);
     }
-}
-
-/// Whether an uncertain payment has waited long enough that a 404 proves no attempt
-/// can still land; if so it is free again.
-fn free_if_settled<L>(core: &Core<L>, p: &mut Payment, target: Processor) -> bool {
-    match p.stage {
-        Stage::Uncertain { processor, since } if processor == target => {
-            let settled = since.elapsed() >= core.config.uncertain_settle;
-            if settled {
-                p.stage = Stage::Queued;
-                core.metrics.resolved(Resolved::Freed);
-            }
-            settled
-        }
-        _ => false,
-    }
-}
-
-/// Before retrying an uncertain payment: settles it if `target` stored it, and frees
-/// it once a 404 comes after the settle time. `None`: go on and send it again (always
-/// safe on the same processor with the same `requestedAt`).
-async fn look_up_uncertain<L: Ledger>(
-    core: &Core<L>,
-    p: &mut Payment,
-    target: Processor,
-) -> Option<Step> {
-    match look_up(core, p, target).await {
-        Looked::Settled => Some(Step::Done),
-        Looked::Missing => {
-            free_if_settled(core, p, target);
-            None
-        }
-        Looked::Unknown => None,
-    }
-}
-
-/// After a 422 following our own attempts, or a refusal while uncertain: settles what
-/// a lookup allows.
-async fn resolve<L: Ledger>(core: &Core<L>, p: &mut Payment, target: Processor) -> Step {
-    match look_up(core, p, target).await {
-        Looked::Settled => Step::Done,
-        // Uncertain and past the settle time: free to go elsewhere. Still within it, an
-        // attempt may be waiting inside the processor. Not uncertain (a 422 said it is
-        // there, the lookup says it is not: a purge in between): ask again later.
-        Looked::Missing if free_if_settled(core, p, target) => Step::Refused,
-        Looked::Missing | Looked::Unknown => Step::Later,
-    }
+    again
 }
 
 /// Writes a settled payment to the ledger, retrying until it lands.

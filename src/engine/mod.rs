@@ -3,4 +3,5 @@ pub mod dispatch;
 pub mod payment;
 pub mod policy;
 pub mod queue;
+pub mod settle;
 pub mod vitals;
