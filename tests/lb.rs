@@ -148,7 +148,11 @@ impl Gateways {
             env.push(("PEERS", self.listen_addr(1 - i)));
         }
         let gw = Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env);
-        wait_for_log(&gw, &format!("hand-off on {}", self.handoff_sock(i)));
+        assert_eq!(
+            gw.ready_value("handoff"),
+            Some(self.handoff_sock(i).as_str()),
+            "ready with its hand-off socket bound"
+        );
         self.gw[i] = Some(gw);
     }
 

@@ -50,18 +50,21 @@ pub struct Proc {
     pub name: String,
     child: Child,
     log: Arc<Mutex<String>>,
-    /// Where it listens, as its startup line says: "host:port" or "unix:/path".
+    /// Where it listens, as its ready line says: "host:port" or "unix:/path".
     pub addr: String,
+    /// The rest of its ready line: `key value` pairs.
+    pub ready: Vec<(String, String)>,
 }
 
 impl Proc {
-    /// Starts `bin` with `env` and waits for its "listening on <addr>" line.
+    /// Starts `bin` with `env` and waits for its ready line on stdout
+    /// (`ready listen <addr> ...`).
     pub fn start(name: &str, bin: &str, env: &[(&str, String)]) -> Proc {
         let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("INSTANCE_ID", name)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -70,28 +73,42 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
         let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         {
             let log = log.clone();
             std::thread::spawn(move || {
-                let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        if let Some(tx) = tx.take() {
-                            let addr = rest.split(';').next().unwrap_or("").trim().to_string();
-                            let _ = tx.send(addr);
-                        }
-                    }
                     let mut l = log.lock().unwrap();
                     l.push_str(&line);
                     l.push('\n');
                 }
             });
         }
-        let addr = match rx.recv_timeout(PATIENCE) {
-            Ok(a) => a,
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let words: Vec<String> = line.split(' ').map(str::to_string).collect();
+                if words.first().map(String::as_str) == Some("ready") {
+                    let _ = tx.send(words);
+                }
+            }
+        });
+        let (addr, ready) = match rx.recv_timeout(PATIENCE) {
+            Ok(words) => {
+                let pairs: Vec<(String, String)> = words[1..]
+                    .chunks(2)
+                    .map(|kv| (kv[0].clone(), kv.get(1).cloned().unwrap_or_default()))
+                    .collect();
+                let addr = pairs
+                    .iter()
+                    .find(|(k, _)| k == "listen")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("{name}: no listen in {words:?}"));
+                (addr, pairs)
+            }
             Err(_) => {
                 let _ = child.kill();
                 panic!("{name} did not start; its log:\n{}", log.lock().unwrap());
@@ -102,7 +119,16 @@ impl Proc {
             child,
             log,
             addr,
+            ready,
         }
+    }
+
+    /// A value of its ready line.
+    pub fn ready_value(&self, key: &str) -> Option<&str> {
+        self.ready
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn log(&self) -> String {
@@ -190,7 +216,7 @@ pub fn redis(dir: &TempDir) -> Proc {
         .spawn()
         .expect("redis-server must be installed (.ci/run installs it)");
     let start = Instant::now();
-    while UnixStream::connect(&path).is_err() {
+    while !redis_answers(&path) {
         if start.elapsed() > PATIENCE {
             let _ = child.kill();
             panic!("redis-server did not start");
@@ -202,7 +228,18 @@ pub fn redis(dir: &TempDir) -> Proc {
         child,
         log: Arc::new(Mutex::new(String::new())),
         addr: format!("unix:{}", path.display()),
+        ready: Vec::new(),
     }
+}
+
+/// Whether a redis-server answers `PING` with `+PONG` on the socket at `path`.
+fn redis_answers(path: &Path) -> bool {
+    let Ok(mut s) = UnixStream::connect(path) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let mut reply = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
 /// Raw connection to "host:port" or "unix:/path".

@@ -70,10 +70,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9999";
 /// Default simulator fees: the default processor is the cheaper one.
 const DEFAULT_FEE_DEFAULT: &str = "0.07";
 const DEFAULT_FEE_FALLBACK: &str = "0.10";
-/// Where simulators listen unless told: an ephemeral port, read back from their log.
+/// Where simulators listen unless told: an ephemeral port, read back from their ready
+/// line.
 const DEFAULT_SIM_LISTEN: &str = "127.0.0.1:0";
-/// The text before the address on every binary's startup line.
-const LISTENING_ON: &str = "listening on ";
 
 /// Which ledger the gateways share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +276,7 @@ impl Drop for RunDir {
 
 /// What the runner waits for.
 enum Event {
-    /// A child logged its startup line with this address.
+    /// A child wrote its ready line (`ready listen <addr> ...`, on stdout).
     Listening { child: usize, addr: String },
     /// A child's output closed (it exited, or is about to).
     Closed,
@@ -324,10 +323,10 @@ impl Supervisor {
         })?;
         let index = self.children.len();
         if let Some(out) = child.stdout.take() {
-            forward(index, name, out, self.sender.clone());
+            forward(index, name, out, true, self.sender.clone());
         }
         if let Some(err) = child.stderr.take() {
-            forward(index, name, err, self.sender.clone());
+            forward(index, name, err, false, self.sender.clone());
         }
         self.children.push(Running {
             name: name.to_string(),
@@ -364,7 +363,7 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Waits until `child` logs where it listens.
+    /// Waits until `child` writes its ready line, and returns its `listen` address.
     fn listening_addr(&mut self, child: usize) -> Result<String, Stop> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -379,10 +378,10 @@ impl Supervisor {
         }
     }
 
-    /// Waits until a Unix socket accepts connections (redis-server logs no address).
-    fn wait_connectable(&mut self, child: usize, path: &Path) -> Result<(), Stop> {
+    /// Waits until redis-server answers PING on its Unix socket.
+    fn wait_redis(&mut self, child: usize, path: &Path) -> Result<(), Stop> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while std::os::unix::net::UnixStream::connect(path).is_err() {
+        while !redis_answers(path) {
             if Instant::now() >= deadline {
                 return Err(self.startup_timeout(child));
             }
@@ -443,20 +442,42 @@ impl Supervisor {
 }
 
 /// Copies a child's output to stderr with `name` in front of every line, and reports
-/// its startup line and the end of its output.
-fn forward(child: usize, name: &str, from: impl Read + Send + 'static, to: mpsc::Sender<Event>) {
+/// the end of its output; on its stdout (`announces`), also its ready line.
+fn forward(
+    child: usize,
+    name: &str,
+    from: impl Read + Send + 'static,
+    announces: bool,
+    to: mpsc::Sender<Event>,
+) {
     let name = name.to_string();
     std::thread::spawn(move || {
         for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
             eprintln!("{name} | {line}");
-            if let Some(rest) = line.split(LISTENING_ON).nth(1) {
-                let addr = rest.split(';').next().unwrap_or("").trim().to_string();
+            if !announces {
+                continue;
+            }
+            let mut words = line.split(' ');
+            if let (Some("ready"), Some("listen"), Some(addr)) =
+                (words.next(), words.next(), words.next())
+            {
+                let addr = addr.to_string();
                 let _ = to.send(Event::Listening { child, addr });
             }
         }
         let _ = to.send(Event::Closed);
     });
+}
+
+/// Whether a redis-server answers `PING` with `+PONG` on the Unix socket at `path`.
+fn redis_answers(path: &Path) -> bool {
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(STARTUP_TIMEOUT));
+    let mut reply = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
 /// `http://host:port` for a TCP address, `unix:/path` as it is.
@@ -568,7 +589,7 @@ fn start(
                 }
                 other => other,
             })?;
-            sup.wait_connectable(r, &path)?;
+            sup.wait_redis(r, &path)?;
             let url = format!("unix:{}", path.display());
             announce(&format!("redis {url} pid {}", sup.pid(r)));
             Some(url)
