@@ -16,34 +16,35 @@ struct Cluster {
     gw: Vec<Proc>,
     default: Proc,
     fallback: Proc,
-    _redis: Option<Proc>,
-    _dir: TempDir,
+    _redis: Option<Redis>,
+    _dir: RunDir,
 }
 
 fn cluster(ledger: Ledger, driver: &str, extra: &[(&str, String)]) -> Cluster {
-    let dir = TempDir::new("cluster");
+    let dir = temp_dir("cluster");
     let default = sim("sim-default", "0.05", &[]);
     let fallback = sim("sim-fallback", "0.15", &[]);
     let redis = (ledger == Ledger::Redis).then(|| redis(&dir));
     let socks = [dir.sock("gw1.sock"), dir.sock("gw2.sock")];
     let gw = (0..2)
         .map(|i| {
+            let spec = GatewaySpec {
+                ledger: match &redis {
+                    Some(r) => GatewayLedger::Redis(r.url()),
+                    None => GatewayLedger::Peers(vec![socks[1 - i].clone()]),
+                },
+                ..gateway_spec(
+                    &format!("gw{}", i + 1),
+                    &socks[i],
+                    [default.url(), fallback.url()],
+                )
+            };
             let mut env = vec![
-                ("LISTEN", socks[i].clone()),
-                ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-                (
-                    "PROCESSOR_FALLBACK_URL",
-                    format!("http://{}", fallback.addr),
-                ),
                 ("IO_DRIVER", driver.to_string()),
                 ("CORES", "2".to_string()),
             ];
-            match &redis {
-                Some(r) => env.push(("REDIS_URL", r.addr.clone())),
-                None => env.push(("PEERS", socks[1 - i].clone())),
-            }
             env.extend(extra.iter().cloned());
-            Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env)
+            gateway(&spec, &env)
         })
         .collect();
     Cluster {

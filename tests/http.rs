@@ -15,20 +15,19 @@ struct One {
 }
 
 fn one(driver: &str, extra: &[(&str, String)]) -> One {
+    one_named("gw", driver, extra)
+}
+
+fn one_named(name: &str, driver: &str, extra: &[(&str, String)]) -> One {
     let default = sim("sim-default", "0.05", &[]);
     let fallback = sim("sim-fallback", "0.15", &[]);
     let mut env = vec![
-        ("LISTEN", "127.0.0.1:0".to_string()),
-        ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-        (
-            "PROCESSOR_FALLBACK_URL",
-            format!("http://{}", fallback.addr),
-        ),
         ("IO_DRIVER", driver.to_string()),
         ("CORES", "2".to_string()),
     ];
     env.extend(extra.iter().cloned());
-    let gw = Proc::start("gw", gateway_bin(), &env);
+    let spec = gateway_spec(name, "127.0.0.1:0", [default.url(), fallback.url()]);
+    let gw = gateway(&spec, &env);
     One {
         gw,
         default,
@@ -159,13 +158,14 @@ fn full_queue_answers_503_and_loses_nothing() {
         Gate::shut_before(&default.addr),
         Gate::shut_before(&fallback.addr),
     );
-    let gw = Proc::start(
+    let spec = gateway_spec(
         "gw",
-        gateway_bin(),
+        "127.0.0.1:0",
+        [format!("http://{}", dg.addr), format!("http://{}", fg.addr)],
+    );
+    let gw = gateway(
+        &spec,
         &[
-            ("LISTEN", "127.0.0.1:0".to_string()),
-            ("PROCESSOR_DEFAULT_URL", format!("http://{}", dg.addr)),
-            ("PROCESSOR_FALLBACK_URL", format!("http://{}", fg.addr)),
             ("CORES", "1".to_string()),
             ("MAX_IN_FLIGHT", "1".to_string()),
             ("QUEUE_CAPACITY", "1".to_string()),
@@ -227,16 +227,17 @@ fn a_payment_turned_away_waits_the_retry_delay() {
 /// retry delay (an hour here) before it is sent again: not loop at round-trip speed.
 fn turned_away_waits(status: &str) {
     let (default, fallback) = (Busy::start(status), Busy::start(status));
-    let gw = Proc::start(
+    let spec = gateway_spec(
         "gw",
-        gateway_bin(),
+        "127.0.0.1:0",
+        [
+            format!("http://{}", default.addr),
+            format!("http://{}", fallback.addr),
+        ],
+    );
+    let gw = gateway(
+        &spec,
         &[
-            ("LISTEN", "127.0.0.1:0".to_string()),
-            ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-            (
-                "PROCESSOR_FALLBACK_URL",
-                format!("http://{}", fallback.addr),
-            ),
             ("CORES", "1".to_string()),
             ("RETRY_DELAY_MS", "3600000".to_string()),
         ],
@@ -285,7 +286,7 @@ fn internal_health_reports_are_checked() {
 
 #[test]
 fn health_answers() {
-    let o = one("auto", &[("INSTANCE_ID", "gw-health".to_string())]);
+    let o = one_named("gw-health", "auto", &[]);
     let r = get(&o.gw.addr, "/health");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["instance"], "gw-health");

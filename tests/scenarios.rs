@@ -104,12 +104,12 @@ struct Stack {
     gw: Vec<Proc>,
     default: Proc,
     fallback: Proc,
-    _redis: Option<Proc>,
-    _dir: TempDir,
+    _redis: Option<Redis>,
+    _dir: RunDir,
 }
 
 fn stack(s: &Scenario) -> Stack {
-    let dir = TempDir::new(s.name);
+    let dir = temp_dir(s.name);
     let default = sim("sim-default", s.fees.0, &[]);
     let fallback = sim("sim-fallback", s.fees.1, &[]);
     let redis = s.ledger_redis.then(|| redis(&dir));
@@ -117,16 +117,19 @@ fn stack(s: &Scenario) -> Stack {
     let k = s.compress;
     let gw = (0..2)
         .map(|i| {
-            let mut env = vec![
-                ("LISTEN", socks[i].clone()),
-                ("INSTANCE_ID", format!("gw{}", i + 1)),
-                ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-                (
-                    "PROCESSOR_FALLBACK_URL",
-                    format!("http://{}", fallback.addr),
-                ),
-                ("PROCESSOR_DEFAULT_FEE", s.fees.0.to_string()),
-                ("PROCESSOR_FALLBACK_FEE", s.fees.1.to_string()),
+            let spec = GatewaySpec {
+                fees: Some([s.fees.0.to_string(), s.fees.1.to_string()]),
+                ledger: match &redis {
+                    Some(r) => GatewayLedger::Redis(r.url()),
+                    None => GatewayLedger::Peers(vec![socks[1 - i].clone()]),
+                },
+                ..gateway_spec(
+                    &format!("gw{}", i + 1),
+                    &socks[i],
+                    [default.url(), fallback.url()],
+                )
+            };
+            let env = [
                 ("CORES", "1".to_string()),
                 ("ROUTE_DEADLINE_MS", (1_500 / k).to_string()),
                 ("ROUTE_HORIZON_S", (240 / k).to_string()),
@@ -135,11 +138,7 @@ fn stack(s: &Scenario) -> Stack {
                 ("PROCESSOR_TIMEOUT_MS", (6_000 / k).to_string()),
                 ("RETRY_DELAY_MS", (50 / k).to_string()),
             ];
-            match &redis {
-                Some(r) => env.push(("REDIS_URL", r.addr.clone())),
-                None => env.push(("PEERS", socks[1 - i].clone())),
-            }
-            Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env)
+            gateway(&spec, &env)
         })
         .collect();
     Stack {

@@ -1,15 +1,23 @@
 //! Test harness: the real binaries (gateway, processor-sim, lb) and a real redis-server as
-//! child processes on ephemeral ports or Unix sockets in a per-test directory, and a
-//! blocking HTTP client that speaks raw bytes.
+//! child processes on ephemeral ports or Unix sockets in a per-test directory, started
+//! through the runner's library (`stack`: how each is wired, its ready line, redis-server's
+//! PING), and a blocking HTTP client that speaks raw bytes.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use stack::redis::Redis;
+pub use stack::rundir::RunDir;
+pub use stack::servers::{GatewayLedger, GatewaySpec, LbSpec};
+
+use stack::child::Output;
+use stack::servers::{Env, Server, SimSpec};
 
 /// How long any wait in a test may last before the test fails: generous, since it only
 /// bounds a hang, and machines under load are slow.
@@ -18,126 +26,53 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 pub const TOKEN: &str = "123";
 
-/// A directory of its own for one test, removed at the end.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gw-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn sock(&self, name: &str) -> String {
-        format!("unix:{}", self.0.join(name).display())
-    }
+/// A directory of its own for one test (mode 0700), removed at the end.
+pub fn temp_dir(tag: &str) -> RunDir {
+    RunDir::create(&format!("gw-{tag}")).unwrap()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed when dropped; its stderr is kept and shown if the test fails.
+/// One of our servers, started and ready; killed when dropped, its output shown if the
+/// test fails.
 pub struct Proc {
     pub name: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
+    server: Server,
     /// Where it listens, as its ready line says: "host:port" or "unix:/path".
     pub addr: String,
-    /// The rest of its ready line: `key value` pairs.
-    pub ready: Vec<(String, String)>,
 }
 
 impl Proc {
-    /// Starts `bin` with `env` and waits for its ready line on stdout
-    /// (`ready listen <addr> ...`).
-    pub fn start(name: &str, bin: &str, env: &[(&str, String)]) -> Proc {
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("INSTANCE_ID", name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
-        let stderr = child.stderr.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let words: Vec<String> = line.split(' ').map(str::to_string).collect();
-                if words.first().map(String::as_str) == Some("ready") {
-                    let _ = tx.send(words);
-                }
-            }
-        });
-        let (addr, ready) = match rx.recv_timeout(PATIENCE) {
-            Ok(words) => {
-                let pairs: Vec<(String, String)> = words[1..]
-                    .chunks(2)
-                    .map(|kv| (kv[0].clone(), kv.get(1).cloned().unwrap_or_default()))
-                    .collect();
-                let addr = pairs
-                    .iter()
-                    .find(|(k, _)| k == "listen")
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| panic!("{name}: no listen in {words:?}"));
-                (addr, pairs)
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("{name} did not start; its log:\n{}", log.lock().unwrap());
-            }
-        };
+    /// Starts `cmd` as `name` and waits for its ready line.
+    fn start(name: &str, cmd: Command) -> Proc {
+        let server = Server::start(name, cmd, Output::Captured, PATIENCE)
+            .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
         Proc {
             name: name.to_string(),
-            child,
-            log,
-            addr,
-            ready,
+            addr: server.listen().to_string(),
+            server,
         }
     }
 
-    /// A value of its ready line.
-    pub fn ready_value(&self, key: &str) -> Option<&str> {
-        self.ready
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    /// `http://host:port`, or `unix:/path` as it is: a URL for `PROCESSOR_*_URL`.
+    pub fn url(&self) -> String {
+        if self.addr.starts_with("unix:") {
+            self.addr.clone()
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
+    /// A value of its ready line, such as the gateway's `handoff`.
+    pub fn ready_value(&self, key: &str) -> Option<&str> {
+        self.server.ready.get(key)
+    }
+
+    /// Its stdout and stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.server.child.log()
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.child.kill();
     }
 }
 
@@ -148,6 +83,15 @@ impl Drop for Proc {
             eprintln!("---- log of {} ----\n{}", self.name, self.log());
         }
     }
+}
+
+/// Only `vars` and the wiring: nothing inherited from the test's environment.
+fn only(vars: &[(&str, String)]) -> Env {
+    Env::Only(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    )
 }
 
 pub fn gateway_bin() -> &'static str {
@@ -192,54 +136,48 @@ pub fn workspace_bin(name: &str) -> &'static str {
     Box::leak(path.into_boxed_str())
 }
 
-/// Starts a processor simulator on an ephemeral TCP port.
+/// Starts a processor simulator on an ephemeral TCP port, on epoll unless `extra` says.
 pub fn sim(name: &str, fee: &str, extra: &[(&str, String)]) -> Proc {
-    let mut env = vec![
-        ("LISTEN", "127.0.0.1:0".to_string()),
-        ("TRANSACTION_FEE", fee.to_string()),
-        ("IO_DRIVER", "epoll".to_string()),
-    ];
-    env.extend(extra.iter().cloned());
-    Proc::start(name, sim_bin(), &env)
+    let spec = SimSpec {
+        name: name.to_string(),
+        listen: "127.0.0.1:0".to_string(),
+        fee: fee.to_string(),
+    };
+    let mut vars = vec![("IO_DRIVER", "epoll".to_string())];
+    vars.extend(extra.iter().cloned());
+    Proc::start(name, spec.command(Path::new(sim_bin()), &only(&vars)))
+}
+
+/// A gateway named `name` on `listen`, calling `processors` (URLs), with no hand-off
+/// socket and a memory ledger of its own: change the fields for more.
+pub fn gateway_spec(name: &str, listen: &str, processors: [String; 2]) -> GatewaySpec {
+    GatewaySpec {
+        name: name.to_string(),
+        listen: listen.to_string(),
+        handoff: None,
+        processors,
+        fees: None,
+        ledger: GatewayLedger::Peers(Vec::new()),
+    }
+}
+
+/// Starts a gateway; `vars` are its other settings (`IO_DRIVER`, `CORES`, tuning).
+pub fn gateway(spec: &GatewaySpec, vars: &[(&str, String)]) -> Proc {
+    Proc::start(
+        &spec.name,
+        spec.command(Path::new(gateway_bin()), &only(vars)),
+    )
+}
+
+/// Starts the lb; `vars` are its other settings (`IO_DRIVER`).
+pub fn lb(spec: &LbSpec, vars: &[(&str, String)]) -> Proc {
+    Proc::start(&spec.name, spec.command(Path::new(lb_bin()), &only(vars)))
 }
 
 /// A running redis-server on a Unix socket in `dir`, with no TCP port.
-pub fn redis(dir: &TempDir) -> Proc {
-    let path = dir.0.join("redis.sock");
-    let mut child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&path)
-        .args(["--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (.ci/run installs it)");
-    let start = Instant::now();
-    while !redis_answers(&path) {
-        if start.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("redis-server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc {
-        name: "redis".into(),
-        child,
-        log: Arc::new(Mutex::new(String::new())),
-        addr: format!("unix:{}", path.display()),
-        ready: Vec::new(),
-    }
-}
-
-/// Whether a redis-server answers `PING` with `+PONG` on the socket at `path`.
-fn redis_answers(path: &Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(path) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-    let mut reply = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+pub fn redis(dir: &RunDir) -> Redis {
+    Redis::start_in(dir.path(), stack::redis::Listen::Unix, Output::Captured)
+        .unwrap_or_else(|e| panic!("redis-server must be installed (.ci/run installs it): {e}"))
 }
 
 /// Raw connection to "host:port" or "unix:/path".
