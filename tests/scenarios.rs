@@ -217,17 +217,6 @@ fn audit(st: &Stack, gw: usize, lag: Duration) -> u64 {
     diff
 }
 
-/// A sample value from a `/metrics` answer.
-fn metric(addr: &str, name: &str) -> f64 {
-    let r = get(addr, "/metrics");
-    assert_eq!(r.status, 200);
-    let text = String::from_utf8_lossy(&r.body).to_string();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Net amount (amount − fee) a simulator recorded.
 fn net(sim: &Proc, fee: &str) -> f64 {
     let amount = sim_totals(sim, "").1 as f64 / 100.0;
@@ -289,8 +278,8 @@ fn replay(s: &'static Scenario) -> (u64, u64, u64) {
     });
     for gw in &st.gw {
         wait_for("empty queues", || {
-            let idle = metric(&gw.addr, "gateway_queue_depth") == 0.0
-                && metric(&gw.addr, "gateway_in_flight{") == 0.0;
+            let idle = metric(&gw.addr, "gateway_queue_depth", &[]) == 0.0
+                && metric(&gw.addr, "gateway_in_flight", &[]) == 0.0;
             idle.then_some(())
         });
     }
@@ -311,12 +300,14 @@ fn replay(s: &'static Scenario) -> (u64, u64, u64) {
         "no payment on both processors"
     );
     let net = net(&st.default, s.fees.0) + net(&st.fallback, s.fees.1);
-    let resolved = metric(&st.gw[0].addr, "gateway_uncertain_resolved_total")
-        + metric(&st.gw[1].addr, "gateway_uncertain_resolved_total");
+    let resolved = metric(&st.gw[0].addr, "gateway_uncertain_resolved_total", &[])
+        + metric(&st.gw[1].addr, "gateway_uncertain_resolved_total", &[]);
     // One health poller per processor for the cluster, never answered 429.
     let polls = |p: &str, result: &str| -> f64 {
-        let name = format!("gateway_health_polls_total{{processor=\"{p}\",result=\"{result}\"}}");
-        metric(&st.gw[0].addr, &name) + metric(&st.gw[1].addr, &name)
+        let labels = [format!("processor=\"{p}\""), format!("result=\"{result}\"")];
+        let labels = [labels[0].as_str(), labels[1].as_str()];
+        let name = "gateway_health_polls_total";
+        metric(&st.gw[0].addr, name, &labels) + metric(&st.gw[1].addr, name, &labels)
     };
     let elapsed = start.elapsed().as_secs_f64();
     for p in ["default", "fallback"] {

@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -402,6 +401,26 @@ pub fn sim_totals(sim: &Proc, query: &str) -> (u64, i64) {
     )
 }
 
+/// The sum of the samples of metric `name` in `addr`'s `GET /metrics` whose labels
+/// include every one of `labels` (such as `outcome="charged"`); 0 when none.
+pub fn metric(addr: &str, name: &str, labels: &[&str]) -> f64 {
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (family, tags) = match series.split_once('{') {
+                Some((f, t)) => (f, t.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mine = family == name && labels.iter().all(|x| tags.split(',').any(|t| t == *x));
+            mine.then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// Polls `f` until it returns Some, failing the test after [`PATIENCE`].
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -498,10 +517,10 @@ fn pipe(conn: std::net::TcpStream, target: &str) {
 
 /// A processor that turns every `POST /payments` away with a 4XX (429: its queue is
 /// full; or, say, 404 at a wrong URL) and answers any other request with a healthy
-/// service-health body; it counts the payments it was sent.
+/// service-health body; it keeps the correlationIds of the payments it was sent.
 pub struct Busy {
     pub addr: String,
-    posts: Arc<AtomicUsize>,
+    posts: Arc<Mutex<Vec<String>>>,
 }
 
 impl Busy {
@@ -513,32 +532,36 @@ impl Busy {
                 .as_bytes();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let posts = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&posts);
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::clone(&posts);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let counter = Arc::clone(&counter);
-                std::thread::spawn(move || busy_conn(conn, &counter, answer));
+                let sent = Arc::clone(&sent);
+                std::thread::spawn(move || busy_conn(conn, &sent, answer));
             }
         });
         Busy { addr, posts }
     }
 
-    /// `POST /payments` requests answered so far.
-    pub fn posts(&self) -> usize {
-        self.posts.load(Ordering::SeqCst)
+    /// The correlationIds of the `POST /payments` requests answered so far, in order.
+    pub fn posts(&self) -> Vec<String> {
+        self.posts.lock().unwrap().clone()
     }
 }
 
-fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize, turned_away: &[u8]) {
+fn busy_conn(mut conn: std::net::TcpStream, posts: &Mutex<Vec<String>>, turned_away: &[u8]) {
     use http1::request::{parse, Method, Status};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let (len, answer): (usize, &[u8]) = match parse(&buf) {
             Ok(Status::Complete(req)) if req.method == Method::Post => {
-                posts.fetch_add(1, Ordering::SeqCst);
+                let id = serde_json::from_slice::<serde_json::Value>(req.body)
+                    .ok()
+                    .and_then(|v| v["correlationId"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                posts.lock().unwrap().push(id);
                 (req.len(), turned_away)
             }
             Ok(Status::Complete(req)) => (
