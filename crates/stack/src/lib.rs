@@ -2,7 +2,7 @@
 //! and, as a library, the one place that knows how to start each part of it (the
 //! integration tests start their processes through it).
 //!
-//! It starts, in this order and each once the one before it listens:
+//! It starts, in this order and each once the one before it is ready:
 //! - `redis-server` on a Unix socket, when `LEDGER=redis`;
 //! - two `processor-sim`s (fees `PROCESSOR_DEFAULT_FEE`, `PROCESSOR_FALLBACK_FEE`),
 //!   unless `PROCESSOR_DEFAULT_URL` and `PROCESSOR_FALLBACK_URL` are both given;
@@ -10,18 +10,19 @@
 //!   `REDIS_URL`), each with a `HANDOFF` socket;
 //! - the lb on `LISTEN` in `LB_MODE`.
 //!
-//! A child counts as started once it writes its ready line on stdout (`ready listen
-//! <addr> ...`, see `net::ready`); redis-server once it answers `PING` with `+PONG` on
-//! its socket. The binaries are the `gateway`, `processor-sim` and `lb` next to the
-//! `stack` executable. Sockets live in a fresh private directory (mode 0700) under the system
+//! A child is ready once it writes its ready line on stdout (`ready listen <addr> ...`,
+//! see `net::ready`); redis-server once it answers `PING` with `+PONG` on its socket.
+//! The binaries are the `gateway`, `processor-sim` and `lb` next to the `stack`
+//! executable. Sockets live in a fresh private directory (mode 0700) under the system
 //! temp directory, removed at exit. Every child inherits the environment (`IO_DRIVER`,
-//! `CORES`, gateway tuning); the runner sets what wires them together. Their output goes
-//! to the runner's stderr, each line prefixed with the child's name.
+//! `CORES`, gateway tuning); the runner sets what wires them together. Their output
+//! (logs and ready lines) goes to the runner's stderr, each line prefixed with the
+//! child's name.
 //!
 //! # Output
 //!
-//! Standard output carries one line per component once everything listens, then
-//! `ready`; a line is a name, an address, then `key value` pairs:
+//! Standard output carries one line per component as it becomes ready, then `ready`
+//! once all are; a line is a name, an address, then `key value` pairs:
 //!
 //! ```text
 //! run-dir /tmp/rinha-stack-4242-1a2b3c
@@ -41,8 +42,8 @@
 //! # Stopping
 //!
 //! SIGINT, SIGTERM or SIGHUP: every child gets SIGTERM (lb first, redis last), then
-//! SIGKILL after [`supervisor::STOP_GRACE`]; all are reaped, the directory is removed, and the
-//! runner exits 0. A child that exits on its own stops everything the same way and
+//! SIGKILL after [`supervisor::STOP_GRACE`]; all are reaped, the directory is removed,
+//! and the runner exits 0. A child that exits on its own stops everything the same way and
 //! the runner exits 1, naming it. Children run in their own process group (a Ctrl-C
 //! reaches only the runner, which stops them in order) and are killed by the kernel if
 //! the runner dies ([`procctl::tie_to_parent`]).

@@ -180,3 +180,50 @@ impl Supervisor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shell(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn a_child_that_exits_is_named_and_the_others_are_stopped() {
+        let mut sup = Supervisor::new();
+        let server = sup
+            .spawn(
+                "server",
+                shell("echo 'ready listen unix:/r/s.sock'; exec sleep 60"),
+                Output::Captured,
+            )
+            .unwrap();
+        let quitter = sup
+            .spawn("quitter", shell("exec sleep 60"), Output::Captured)
+            .unwrap();
+        assert_eq!(sup.wait_ready(server).unwrap().listen(), "unix:/r/s.sock");
+        let mut probes = 0;
+        sup.wait_until(quitter, STOP_POLL, || {
+            probes += 1;
+            probes == 3
+        })
+        .unwrap();
+        assert_eq!(sup.watch(STOP_POLL), Ok(()));
+        // Not reaped yet: the pid is still the child's.
+        procctl::send_signal(sup.child(quitter).pid(), libc::SIGKILL).unwrap();
+        let stop = loop {
+            if let Err(stop) = sup.watch(TICK) {
+                break stop;
+            }
+        };
+        match stop {
+            Stop::Failed(why) => assert!(why.starts_with("quitter exited unexpectedly"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        sup.stop_all();
+        assert!(sup.children.iter_mut().all(|c| c.exited().is_some()));
+    }
+}
