@@ -8,11 +8,16 @@ What it does, in order:
 1. builds the release binaries (`--no-build` skips it);
 2. creates a network namespace `rinha-bench-<pid>` (loopback only), so fixed ports
    (lb :9999, processors :8001/:8002) never clash with anything else on the machine;
-3. starts the topology in it: `target/release/stack` when that binary exists, else the
-   individual binaries wired as the design's contract says (two processor-sims with the
-   scenario's fees, two gateways that are each other's PEERS with HANDOFF sockets, the lb
-   with UPSTREAMS); `--limits` always uses the individual binaries, so that each starts
-   inside its own cgroup (cpu quota and memory limit from docker-compose.yml);
+3. starts the topology in it with `target/release/stack`, the one runner that knows how
+   to start redis-server, the simulators, the gateways and the lb: the scenario's fees,
+   the ledger, the lb mode and the I/O driver are its environment, and its stdout lines
+   (`<name> <address> [<key> <value>]...`, then `ready`) say where everything listens
+   and which pid each part has. `--limits` gives each of the lb and the gateways (and
+   redis, if docker-compose.yml limits it) a cgroup with the cpu quota and memory limit
+   from docker-compose.yml, and runs a copy of `stack` from a directory whose `gateway`
+   and `lb` (and `redis-server`) join their service's cgroup and exec the real binary,
+   so that each starts inside it and sees its quota from the first instruction, as in a
+   container;
 4. samples every gateway's `GET /metrics` and every stack process's CPU and RSS once per
    second (a 404 for /metrics is tolerated: the plots then show latency only);
 5. runs k6 with bench/k6/rinha.js (scored in the script itself), exporting k6's HTML
@@ -29,6 +34,7 @@ import ctypes
 import datetime
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -50,14 +56,17 @@ DURATION_S = {"preview": 60, "final": 300}
 
 LB_LISTEN = "127.0.0.1:9999"
 SIM_PORTS = (8001, 8002)
-# How long a process may take to print its "listening on" line (or `stack` its "ready").
-START_TIMEOUT_S = 30
+# How long `stack` may take to print its "ready" (it bounds each child's start itself).
+START_TIMEOUT_S = 60
 # Once per second, as the official dashboards sample.
 SAMPLE_PERIOD_S = 1.0
 # A /metrics answer or a summary must come back well within one sampling period.
 HTTP_TIMEOUT_S = 0.8
-# Time a process gets to exit after SIGTERM before SIGKILL.
+# Time a process gets to exit after SIGTERM before SIGKILL (k6).
 STOP_GRACE_S = 3.0
+# Time `stack` gets to stop its children (it gives them 3 s each before SIGKILL) and exit;
+# its children die with it if it is killed.
+STACK_STOP_GRACE_S = 10.0
 # Budget defaults used when no docker-compose.yml is in the tree (1.5 CPU / 350 MB in all).
 DEFAULT_LIMITS = {
     "lb": (0.1, 30 * 2**20),
@@ -136,11 +145,9 @@ class Cgroup:
         with open(os.path.join(d, f), "w") as fh:
             fh.write(v)
 
-    def join(self):
-        """Moves the calling process (a forked child before exec) into both groups."""
-        pid = str(os.getpid())
-        self._write(self.cpu, "cgroup.procs", pid)
-        self._write(self.mem, "cgroup.procs", pid)
+    def procs_files(self):
+        """The files a process writes its pid to in order to join both groups."""
+        return [os.path.join(self.cpu, "cgroup.procs"), os.path.join(self.mem, "cgroup.procs")]
 
     def stats(self):
         cpu_stat = dict(line.split() for line in self._read(self.cpu, "cpu.stat").splitlines())
@@ -248,22 +255,18 @@ def _proc_status(pid):
 
 
 class Proc:
-    def __init__(self, name, argv, env, logdir, netns, cgroup=None, stdout=None):
+    """A process with its stderr (and, unless piped, its stdout) in <logdir>/<name>.log."""
+
+    def __init__(self, name, argv, env, logdir, netns=None, stdout=None):
         self.name = name
         self.log_path = os.path.join(logdir, f"{name}.log")
         self.logf = open(self.log_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env)
-
-        def pre():
-            if cgroup is not None:
-                cgroup.join()
-            netns.enter()
-
         self.p = subprocess.Popen(
             argv, env=full_env, stdin=subprocess.DEVNULL,
             stdout=stdout if stdout is not None else self.logf, stderr=self.logf,
-            preexec_fn=pre if netns is not None else None, start_new_session=True,
+            preexec_fn=netns.enter if netns is not None else None, start_new_session=True,
         )
         self.pid = self.p.pid
 
@@ -271,21 +274,11 @@ class Proc:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
-    def wait_log(self, text, timeout=START_TIMEOUT_S):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if text in self.log_text():
-                return
-            if self.p.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.p.returncode}):\n{self.log_text()}")
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not log {text!r} in {timeout} s:\n{self.log_text()}")
-
-    def stop(self):
+    def stop(self, grace=STOP_GRACE_S):
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGTERM)
             try:
-                self.p.wait(STOP_GRACE_S)
+                self.p.wait(grace)
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
@@ -314,192 +307,181 @@ class Member:
             return {}
 
 
-def _children(pid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            continue
-        if ppid == pid:
-            kids.append(int(d))
-    return kids
-
-
-def _environ(pid):
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            pairs = f.read().split(b"\0")
-    except OSError:
-        return {}
-    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+def parse_stack_line(line):
+    """One line of `stack`'s stdout: (name, address, {key: value}), e.g. from
+    `gateway-1 unix:/tmp/x/gateway-1.sock handoff unix:/tmp/x/gateway-1.handoff pid 42`;
+    None for `ready`. `processor-default <url> external` has no pairs."""
+    parts = line.split(" ")
+    if len(parts) < 2:
+        return None
+    rest = parts[2:]
+    if rest == ["external"]:
+        rest = []
+    if len(rest) % 2:
+        raise RuntimeError(f"stack printed a line that is not name, address, pairs: {line!r}")
+    return parts[0], parts[1], dict(zip(rest[0::2], rest[1::2]))
 
 
 class Topology:
-    """The stack under test plus the two processors, in the namespace."""
+    """The stack under test plus the two processors, in the namespace, as `stack` runs
+    them."""
 
-    def __init__(self, args, netns, workdir, logdir):
-        self.procs = []
+    def __init__(self, args, netns, logdir):
         self.members = []
         self.gateways = {}  # instance name -> LISTEN address (for /metrics)
         self.cgroups = []
-        self.backend_url = f"http://{LB_LISTEN}"
+        self.backend_url = None
         self.processor_urls = {}
         self.netns = netns
-        self.workdir = workdir
         self.logdir = logdir
         self.args = args
-        stack_bin = os.path.join(RELEASE, "stack")
-        self.kind = "binaries" if args.limits or not os.path.exists(stack_bin) else "stack"
+        self.stack = None
+        self.bin_dir = None
+        self.lines = []
 
-    def _start(self, name, argv, env, cgroup=None, stdout=None):
-        p = Proc(name, argv, env, self.logdir, self.netns, cgroup, stdout)
-        self.procs.append(p)
-        return p
-
-    def start(self):
-        if self.kind == "stack":
-            self._start_stack()
-        else:
-            self._start_binaries()
-
-    def _common_env(self):
-        env = {}
-        if self.args.io_driver:
-            env["IO_DRIVER"] = self.args.io_driver
+    def _env(self, services):
+        """`stack`'s environment: its own settings, and the children's (IO_DRIVER, CORES,
+        tuning), which it passes on to every child."""
+        a = self.args
+        dfee, ffee = FEES[a.scenario]
+        env = self._compose_env(services) if a.limits else {}
+        # The scenario's fees, the simulators' and the gateways', as a deployment for
+        # that scenario sets them: they price how long payments wait for a failing
+        # default (docs/routing.md).
+        env.update({
+            "LISTEN": LB_LISTEN, "LEDGER": a.ledger, "LB_MODE": a.lb_mode,
+            "PROCESSOR_DEFAULT_FEE": dfee, "PROCESSOR_FALLBACK_FEE": ffee,
+            "SIM_DEFAULT_LISTEN": f"127.0.0.1:{SIM_PORTS[0]}",
+            "SIM_FALLBACK_LISTEN": f"127.0.0.1:{SIM_PORTS[1]}",
+        })
+        if a.io_driver:
+            env["IO_DRIVER"] = a.io_driver
+        if a.cores:
+            env["CORES"] = str(a.cores)
         return env
 
-    def _start_stack(self):
-        dfee, ffee = FEES[self.args.scenario]
-        env = self._common_env()
-        env.update(LISTEN=LB_LISTEN, LEDGER=self.args.ledger, LB_MODE=self.args.lb_mode,
-                   PROCESSOR_DEFAULT_FEE=dfee, PROCESSOR_FALLBACK_FEE=ffee)
-        if self.args.cores:
-            env["CORES"] = str(self.args.cores)
-        out_path = os.path.join(self.logdir, "stack.out")
-        out = open(out_path, "wb")
-        p = self._start("stack", [os.path.join(RELEASE, "stack")], env, stdout=out)
+    def _compose_env(self, services):
+        """The services' own settings from docker-compose.yml, as `stack` takes them: the
+        gateways' environment for every child, the lb's CORES as LB_CORES. `stack` gives
+        all its children one environment, so settings it cannot give to one service alone
+        are refused rather than silently shared."""
+        gw = [services.get(f"gateway-{i}", (0, 0, {}))[2] for i in (1, 2)]
+        if gw[0] != gw[1]:
+            raise RuntimeError(f"the gateways' environments differ ({gw[0]} and {gw[1]}): "
+                               "stack starts both with one environment")
+        env = dict(gw[0])
+        lb = dict(services.get("lb", (0, 0, {}))[2])
+        if "CORES" in lb:
+            env["LB_CORES"] = lb.pop("CORES")
+        lb.pop("LB_MODE", None)  # --lb-mode says
+        if self.args.io_driver:
+            lb.pop("IO_DRIVER", None)  # --io-driver is given to every child
+        for k, v in sorted(lb.items()):
+            if env.get(k) != v:
+                raise RuntimeError(f"the lb's {k}={v} is not the gateways' "
+                                   f"({env.get(k)}): stack starts both with one environment")
+        return env
+
+    def _limited_bins(self, groups):
+        """A directory for `stack` to run from (it starts the binaries next to its own
+        executable, symlinks resolved, and redis-server from PATH): a copy of it, the
+        simulator as it is, and for the limited services a wrapper that joins the
+        service's cgroups (the gateways and the lb are told apart by the INSTANCE_ID the
+        runner gives them) and execs the real binary."""
+        d = tempfile.mkdtemp(prefix="rinha-bench-bin-")
+        self.bin_dir = d
+        shutil.copy2(os.path.join(RELEASE, "stack"), d)
+        os.symlink(os.path.join(RELEASE, "processor-sim"), os.path.join(d, "processor-sim"))
+
+        def join(g):
+            return " && ".join(f'echo $$ > "{f}"' for f in g.procs_files()) + " || exit 1"
+
+        def wrapper(name, real, body):
+            path = os.path.join(d, name)
+            with open(path, "w") as f:
+                f.write(f"#!/bin/sh\n{body}\nexec \"{real}\" \"$@\"\n")
+            os.chmod(path, 0o755)
+
+        for binary, roles in (("gateway", ("gateway-1", "gateway-2")), ("lb", ("lb",))):
+            cases = "".join(f"  {r}) {join(groups[r])} ;;\n" for r in roles if r in groups)
+            wrapper(binary, os.path.join(RELEASE, binary),
+                    f'case "$INSTANCE_ID" in\n{cases}esac' if cases else ":")
+        if "redis" in groups:
+            real = shutil.which("redis-server")
+            if real is None:
+                raise RuntimeError("--ledger redis needs redis-server on PATH")
+            wrapper("redis-server", real, join(groups["redis"]))
+        return d
+
+    def start(self):
+        services = compose_services() if self.args.limits else {}
+        env = self._env(services)
+        tag = f"rinha-bench-{os.getpid()}"
+        groups = {}
+        for role in ("lb", "gateway-1", "gateway-2", "redis"):
+            if role in services and (role != "redis" or self.args.ledger == "redis"):
+                cpus, mem, _ = services[role]
+                groups[role] = Cgroup(f"{tag}-{role}", cpus, mem)
+                self.cgroups.append(groups[role])
+        stack_bin = os.path.join(RELEASE, "stack")
+        if groups:
+            bins = self._limited_bins(groups)
+            stack_bin = os.path.join(bins, "stack")
+            env["PATH"] = bins + os.pathsep + os.environ.get("PATH", "")
+        log("stack environment: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())))
+        self.stack = Proc("stack", [stack_bin], env, self.logdir, self.netns,
+                          stdout=subprocess.PIPE)
+        lines = queue.Queue()
+
+        def read():
+            for raw in self.stack.p.stdout:
+                lines.put(raw.decode(errors="replace").rstrip("\n"))
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
         deadline = time.time() + START_TIMEOUT_S
-        lines = []
-        while time.time() < deadline:
-            with open(out_path, errors="replace") as f:
-                lines = f.read().splitlines()
-            if "ready" in lines:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.time()))
+            except queue.Empty:
+                raise RuntimeError(f"stack did not print 'ready' in {START_TIMEOUT_S} s:\n"
+                                   f"{self.stack.log_text()}")
+            if line is None:
+                self.stack.p.wait()
+                raise RuntimeError(f"stack exited ({self.stack.p.returncode}) before 'ready':\n"
+                                   f"{self.stack.log_text()}")
+            if line == "ready":
                 break
-            if p.p.poll() is not None:
-                raise RuntimeError(f"stack exited ({p.p.returncode}):\n{p.log_text()}")
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"stack did not print 'ready' in {START_TIMEOUT_S} s")
-        # Each line: `<name> <address> [<key> <value>]...`, e.g.
-        # `gateway-1 unix:/tmp/x/gateway-1.sock handoff unix:/tmp/x/gateway-1.handoff pid 42`.
-        pids = {}
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 2:
+            self.lines.append(line)
+        with open(os.path.join(self.logdir, "stack.out"), "w") as f:
+            f.write("\n".join(self.lines + ["ready"]) + "\n")
+        for line in self.lines:
+            parsed = parse_stack_line(line)
+            if parsed is None:
                 continue
-            name, addr = parts[0], parts[1]
-            pairs = dict(zip(parts[2::2], parts[3::2]))
-            if "pid" in pairs and pairs["pid"].isdigit():
-                pids[name] = int(pairs["pid"])
+            name, addr, pairs = parsed
             if name == "lb":
                 self.backend_url = addr
             elif name.startswith("gateway"):
                 self.gateways[name] = addr
             elif name.startswith("processor-"):
                 self.processor_urls[name[len("processor-"):]] = addr
-        if not self.processor_urls:
-            raise RuntimeError(f"stack printed no processor addresses: {lines}")
-        # The members are the lb, the gateways and redis: by the pids the stack printed,
-        # else by looking at its children.
-        if not pids:
-            for pid in _children(p.pid):
-                comm = open(f"/proc/{pid}/comm").read().strip()
-                pids[_environ(pid).get("INSTANCE_ID") or comm] = pid
-        for name, pid in sorted(pids.items()):
-            if not name.startswith("processor"):
-                self.members.append(Member(name, pid))
-
-    def _start_binaries(self):
-        a = self.args
-        dfee, ffee = FEES[a.scenario]
-        services = compose_services() if a.limits else {}
-        tag = f"rinha-bench-{os.getpid()}"
-
-        def compose_env(role):
-            """The service's own settings; the runner's options (--io-driver, --cores) win."""
-            env = dict(services.get(role, (0, 0, {}))[2])
-            env.update(common)
-            if a.cores and role.startswith("gateway"):
-                env["CORES"] = str(a.cores)
-            return env
-
-        def cg(role):
-            if role not in services:
-                return None
-            cpus, mem, _ = services[role]
-            g = Cgroup(f"{tag}-{role}", cpus, mem)
-            self.cgroups.append(g)
-            return g
-
-        common = self._common_env()
-        for role, fee, port in (("default", dfee, SIM_PORTS[0]), ("fallback", ffee, SIM_PORTS[1])):
-            env = dict(common, LISTEN=f"127.0.0.1:{port}", TRANSACTION_FEE=fee,
-                       INSTANCE_ID=f"processor-{role}")
-            self._start(f"processor-{role}", [os.path.join(RELEASE, "processor-sim")], env)
-            self.processor_urls[role] = f"http://127.0.0.1:{port}"
-        # The scenario's fees, as a deployment for that scenario sets them: they price
-        # how long payments wait for a failing default (docs/routing.md).
-        gw_env = dict(common,
-                      PROCESSOR_DEFAULT_URL=self.processor_urls["default"],
-                      PROCESSOR_FALLBACK_URL=self.processor_urls["fallback"],
-                      PROCESSOR_DEFAULT_FEE=dfee, PROCESSOR_FALLBACK_FEE=ffee)
-        if a.ledger == "redis":
-            sock = os.path.join(self.workdir, "redis.sock")
-            g = cg("redis")
-            r = self._start("redis", ["redis-server", "--port", "0", "--unixsocket", sock,
-                                      "--save", "", "--appendonly", "no"], {}, g)
-            r.wait_log("eady to accept")
-            self.members.append(Member("redis", r.pid, g))
-            gw_env["REDIS_URL"] = f"unix:{sock}"
-        listen = [f"unix:{self.workdir}/gateway-{i}.sock" for i in (1, 2)]
-        handoff = [f"unix:{self.workdir}/gateway-{i}.handoff" for i in (1, 2)]
-        gws = []
-        for i in range(2):
-            name = f"gateway-{i + 1}"
-            env = dict(gw_env, LISTEN=listen[i], HANDOFF=handoff[i], INSTANCE_ID=name)
-            env.update(compose_env(name))
-            if a.ledger == "memory":
-                env["PEERS"] = listen[1 - i]
-            if a.cores:
-                env["CORES"] = str(a.cores)
-            g = cg(name)
-            gws.append((name, self._start(name, [os.path.join(RELEASE, "gateway")], env, g), g))
-            self.gateways[name] = listen[i]
-        for p in self.procs:
-            if p.name != "redis":  # waited for above
-                p.wait_log("listening on")
-        for name, p, g in gws:
-            self.members.append(Member(name, p.pid, g))
-        upstreams = handoff if a.lb_mode == "handoff" else listen
-        g = cg("lb")
-        lb = self._start("lb", [os.path.join(RELEASE, "lb")],
-                         dict(compose_env("lb"), LISTEN=LB_LISTEN,
-                              UPSTREAMS=",".join(upstreams), LB_MODE=a.lb_mode), g)
-        lb.wait_log("listening on")
-        self.members.append(Member("lb", lb.pid, g))
+            # The members are the lb, the gateways and redis: the processors are not ours.
+            if name in ("lb", "redis") or name.startswith("gateway"):
+                self.members.append(Member(name, int(pairs["pid"]), groups.get(name)))
+        if self.backend_url is None or len(self.processor_urls) != 2 or not self.gateways:
+            raise RuntimeError(f"stack did not print the lb, both processors and the "
+                               f"gateways: {self.lines}")
 
     def stop(self):
-        for p in reversed(self.procs):
-            try:
-                p.stop()
-            except Exception as e:  # keep stopping the others
-                log(f"stopping {p.name}: {e}")
+        if self.stack is not None:
+            self.stack.stop(STACK_STOP_GRACE_S)
+            if self.stack.p.returncode not in (0, None):
+                log(f"stack exited {self.stack.p.returncode}; see {self.stack.log_path}")
         for g in self.cgroups:
             g.remove()
+        if self.bin_dir is not None:
+            shutil.rmtree(self.bin_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- HTTP in the namespace
@@ -682,12 +664,11 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     # Explicitly, since a shell may start a background job with SIGINT ignored.
     signal.signal(signal.SIGINT, on_term)
-    workdir = tempfile.mkdtemp(prefix="rinha-bench-")
     netns = topo = sampler = k6 = None
     try:
         netns = Netns(f"rinha-bench-{os.getpid()}")
-        topo = Topology(args, netns, workdir, raw)
-        log(f"starting the topology from {topo.kind}")
+        topo = Topology(args, netns, raw)
+        log("starting the topology with target/release/stack")
         topo.start()
         log(f"backend {topo.backend_url}; gateways {topo.gateways}; "
             f"processors {topo.processor_urls}")
@@ -719,7 +700,7 @@ def main():
         t_start = time.time()
         # k6 enters the namespace through `ip netns exec`: the sampler thread is running by
         # now, and a fork of a threaded process should exec without running Python code.
-        k6 = Proc("k6", ["ip", "netns", "exec", netns.name] + argv, env, raw, None)
+        k6 = Proc("k6", ["ip", "netns", "exec", netns.name] + argv, env, raw)
         rc = k6.p.wait()
         log(f"k6 exited {rc} after {time.time() - t_start:.0f} s")
 
@@ -754,7 +735,7 @@ def main():
         accepted = result.get("payments_accepted") or 0
         cpu_total = sum(v["cpu_s"] or 0 for v in members.values())
         result["stack"] = {
-            "from": topo.kind,
+            "from": "stack",
             "members": members,
             "cpu_s": round(cpu_total, 3),
             "cpu_s_per_1000_payments": round(cpu_total / accepted * 1000, 4) if accepted else None,
@@ -770,7 +751,7 @@ def main():
             "label": label, "started": stamp, "commit": git_head(),
             "ledger": args.ledger, "lb_mode": args.lb_mode,
             "io_driver": args.io_driver or "default", "cores": args.cores,
-            "limits": args.limits, "kind": topo.kind,
+            "limits": args.limits, "kind": "stack",
             "command": " ".join(["bench/scenario.py"] + sys.argv[1:]),
         }
         with open(os.path.join(outdir, "result.json"), "w") as f:
@@ -793,7 +774,6 @@ def main():
             topo.stop()
         if netns is not None:
             netns.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     if not args.no_plots:
         sys.path.insert(0, BENCH)

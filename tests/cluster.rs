@@ -16,34 +16,35 @@ struct Cluster {
     gw: Vec<Proc>,
     default: Proc,
     fallback: Proc,
-    _redis: Option<Proc>,
-    _dir: TempDir,
+    _redis: Option<Redis>,
+    _dir: RunDir,
 }
 
 fn cluster(ledger: Ledger, driver: &str, extra: &[(&str, String)]) -> Cluster {
-    let dir = TempDir::new("cluster");
+    let dir = temp_dir("cluster");
     let default = sim("sim-default", "0.05", &[]);
     let fallback = sim("sim-fallback", "0.15", &[]);
     let redis = (ledger == Ledger::Redis).then(|| redis(&dir));
     let socks = [dir.sock("gw1.sock"), dir.sock("gw2.sock")];
     let gw = (0..2)
         .map(|i| {
+            let spec = GatewaySpec {
+                ledger: match &redis {
+                    Some(r) => GatewayLedger::Redis(r.url()),
+                    None => GatewayLedger::Peers(vec![socks[1 - i].clone()]),
+                },
+                ..gateway_spec(
+                    &format!("gw{}", i + 1),
+                    &socks[i],
+                    [default.url(), fallback.url()],
+                )
+            };
             let mut env = vec![
-                ("LISTEN", socks[i].clone()),
-                ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-                (
-                    "PROCESSOR_FALLBACK_URL",
-                    format!("http://{}", fallback.addr),
-                ),
                 ("IO_DRIVER", driver.to_string()),
                 ("CORES", "2".to_string()),
             ];
-            match &redis {
-                Some(r) => env.push(("REDIS_URL", r.addr.clone())),
-                None => env.push(("PEERS", socks[1 - i].clone())),
-            }
             env.extend(extra.iter().cloned());
-            Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env)
+            gateway(&spec, &env)
         })
         .collect();
     Cluster {
@@ -60,6 +61,11 @@ impl Cluster {
         let r = get(&self.gw[i].addr, &format!("/payments-summary{query}"));
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()
+    }
+
+    /// Metric `name` with `labels`, summed over both instances.
+    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        self.gw.iter().map(|g| metric(&g.addr, name, labels)).sum()
     }
 
     fn total_count(&self, i: usize) -> u64 {
@@ -200,21 +206,42 @@ fn duplicates_counted_once(ledger: Ledger) {
             "a duplicate is still answered 2XX"
         );
     }
-    // A second payment afterwards is the marker that the duplicates were handled.
-    let r = post_json(
-        &c.gw[1].addr,
-        "/payments",
-        &payment_body(&uuid(2, 2), "1.00"),
+    // Each instance queued its first copy and answered the others from its acceptances.
+    for (i, dups) in [(0, 2.0), (1, 1.0)] {
+        let addr = &c.gw[i].addr;
+        assert_eq!(
+            metric(addr, "gateway_accepted_total", &[]),
+            1.0,
+            "gw{}",
+            i + 1
+        );
+        assert_eq!(
+            metric(addr, "gateway_duplicates_total", &[]),
+            dups,
+            "gw{}",
+            i + 1
+        );
+    }
+    // One copy is charged; the other instance's copy reaches a processor that already
+    // holds the payment and answers 422, and that instance records nothing: with
+    // neither copy ever tried before, the 422 settles it at once.
+    wait_for("both copies answered by the processors", || {
+        let charged = c.metric("gateway_attempts_total", &["outcome=\"charged\""]);
+        let there = c.metric("gateway_attempts_total", &["outcome=\"already_there\""]);
+        (charged >= 1.0 && there >= 1.0).then_some(())
+    });
+    assert_eq!(
+        c.metric("gateway_attempts_total", &[]),
+        2.0,
+        "no other attempt"
     );
-    assert_eq!(r.status, 202);
-    wait_for("both payments", || (c.total_count(0) == 2).then_some(()));
-    // The second instance's copy reaches the processor, which answers 422; it must not
-    // be recorded. Give it the same chance to appear as the marker had.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(c.total_count(0), 2);
-    assert_eq!(c.total_count(1), 2);
+    wait_for("the charged copy recorded", || {
+        (c.total_count(0) >= 1).then_some(())
+    });
+    assert_eq!(c.total_count(0), 1);
+    assert_eq!(c.total_count(1), 1);
     c.assert_matches_processors("");
-    assert_eq!(sim_totals(&c.default, ""), (2, 2090));
+    assert_eq!(sim_totals(&c.default, ""), (1, 1990));
 }
 
 #[test]
@@ -333,6 +360,8 @@ fn bad_inputs_change_nothing(ledger: Ledger, driver: &str) {
         post_json(addr, "/payments", &payment_body(&id, "10")).status,
         202
     );
+    // Accepting is done before the 202 leaves: none of the refused bodies was.
+    assert_eq!(metric(addr, "gateway_accepted_total", &[]), 1.0);
     wait_for("the good payment", || (c.total_count(1) == 1).then_some(()));
     c.assert_matches_processors("");
     assert_eq!(sim_totals(&c.default, ""), (1, 1000));
@@ -372,6 +401,11 @@ fn purge_clears_cluster(ledger: Ledger) {
     assert_eq!(
         post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(4, 0), "5")).status,
         202
+    );
+    assert_eq!(
+        metric(&c.gw[0].addr, "gateway_duplicates_total", &[]),
+        1.0,
+        "answered as a duplicate, not queued"
     );
     assert_eq!(
         post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(4, 99), "5")).status,
@@ -447,19 +481,35 @@ fn racing_instances_counted_once(ledger: Ledger) {
             202
         );
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    for gw in &c.gw {
+        wait_for(&format!("{} to try the failing default", gw.name), || {
+            let failed = metric(
+                &gw.addr,
+                "gateway_attempts_total",
+                &["processor=\"default\"", "outcome=\"not_charged\""],
+            );
+            (failed >= 1.0).then_some(())
+        });
+    }
     set_failure(&c.default, false);
     wait_for("one charge", || {
         (sim_totals(&c.default, "") == (1, 420)).then_some(())
     });
-    wait_for("one record", || (c.total_count(0) == 1).then_some(()));
-    // A marker payment after the race: once it is counted, the loser has long had its
-    // 422 (both retry every 50 ms).
-    assert_eq!(
-        post_json(&c.gw[1].addr, "/payments", &payment_body(&uuid(7, 2), "1")).status,
-        202
+    // The loser's 422 follows its own attempts there: it looks the payment up, finds
+    // another requestedAt, and settles it as charged by someone else.
+    wait_for(
+        "the other instance to settle it as charged elsewhere",
+        || {
+            let elsewhere = c.metric(
+                "gateway_uncertain_resolved_total",
+                &["result=\"elsewhere\""],
+            );
+            (elsewhere >= 1.0).then_some(())
+        },
     );
-    wait_for("the marker", || (c.total_count(1) == 2).then_some(()));
+    wait_for("one record", || (c.total_count(0) >= 1).then_some(()));
+    assert_eq!(c.total_count(0), 1);
+    assert_eq!(c.total_count(1), 1);
     set_failure(&c.fallback, false);
     assert_eq!(sim_totals(&c.fallback, ""), (0, 0));
     c.assert_matches_processors("");

@@ -37,6 +37,17 @@ impl Mode {
     }
 }
 
+/// The lb on an ephemeral port in front of `upstreams`.
+fn lb_spec(mode: Mode, upstreams: Vec<String>) -> LbSpec {
+    LbSpec {
+        name: "lb".to_string(),
+        listen: "127.0.0.1:0".to_string(),
+        mode: mode.name().to_string(),
+        upstreams,
+        cores: None,
+    }
+}
+
 /// How the gateways listen on `LISTEN`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum GwListen {
@@ -54,7 +65,7 @@ struct Gateways {
     listen: GwListen,
     default: Proc,
     fallback: Proc,
-    dir: TempDir,
+    dir: RunDir,
 }
 
 /// The lb in front of two gateways (dropped, so killed, first).
@@ -72,15 +83,9 @@ impl Stack {
                 Mode::Proxy => gws.gw[i].as_ref().unwrap().addr.clone(),
             })
             .collect();
-        let lb = Proc::start(
-            "lb",
-            lb_bin(),
-            &[
-                ("LISTEN", "127.0.0.1:0".to_string()),
-                ("UPSTREAMS", upstreams.join(",")),
-                ("LB_MODE", mode.name().to_string()),
-                ("IO_DRIVER", lb_driver.to_string()),
-            ],
+        let lb = lb(
+            &lb_spec(mode, upstreams),
+            &[("IO_DRIVER", lb_driver.to_string())],
         );
         Stack { lb, gws }
     }
@@ -100,7 +105,7 @@ impl Stack {
 
 impl Gateways {
     fn new(gw_driver: &'static str, listen: GwListen) -> Gateways {
-        let dir = TempDir::new("lb");
+        let dir = temp_dir("lb");
         let default = sim("sim-default", "0.05", &[]);
         let fallback = sim("sim-fallback", "0.15", &[]);
         let mut gws = Gateways {
@@ -130,25 +135,30 @@ impl Gateways {
 
     /// Starts (or restarts) gateway `i` on its sockets.
     fn start_gateway(&mut self, i: usize) {
-        let mut env = vec![
-            ("LISTEN", self.listen_addr(i)),
-            ("HANDOFF", self.handoff_sock(i)),
-            (
-                "PROCESSOR_DEFAULT_URL",
-                format!("http://{}", self.default.addr),
-            ),
-            (
-                "PROCESSOR_FALLBACK_URL",
-                format!("http://{}", self.fallback.addr),
-            ),
-            ("IO_DRIVER", self.gw_driver.to_string()),
-            ("CORES", "2".to_string()),
-        ];
-        if self.listen == GwListen::Unix {
-            env.push(("PEERS", self.listen_addr(1 - i)));
-        }
-        let gw = Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env);
-        wait_for_log(&gw, &format!("hand-off on {}", self.handoff_sock(i)));
+        let spec = GatewaySpec {
+            handoff: Some(self.handoff_sock(i)),
+            ledger: GatewayLedger::Peers(match self.listen {
+                GwListen::Unix => vec![self.listen_addr(1 - i)],
+                GwListen::Tcp => Vec::new(),
+            }),
+            ..gateway_spec(
+                &format!("gw{}", i + 1),
+                &self.listen_addr(i),
+                [self.default.url(), self.fallback.url()],
+            )
+        };
+        let gw = gateway(
+            &spec,
+            &[
+                ("IO_DRIVER", self.gw_driver.to_string()),
+                ("CORES", "2".to_string()),
+            ],
+        );
+        assert_eq!(
+            gw.ready_value("handoff"),
+            Some(self.handoff_sock(i).as_str()),
+            "ready with its hand-off socket bound"
+        );
         self.gw[i] = Some(gw);
     }
 
@@ -314,17 +324,11 @@ fn proxy_passes_pipelined_keepalive_traffic_intact() {
 
 #[test]
 fn no_live_upstream_closes_the_client() {
-    let dir = TempDir::new("lb-none");
+    let dir = temp_dir("lb-none");
     for mode in [Mode::Handoff, Mode::Proxy] {
-        let lb = Proc::start(
-            "lb",
-            lb_bin(),
-            &[
-                ("LISTEN", "127.0.0.1:0".to_string()),
-                ("UPSTREAMS", dir.sock("nobody.sock")),
-                ("LB_MODE", mode.name().to_string()),
-                ("IO_DRIVER", "epoll".to_string()),
-            ],
+        let lb = lb(
+            &lb_spec(mode, vec![dir.sock("nobody.sock")]),
+            &[("IO_DRIVER", "epoll".to_string())],
         );
         let mut c = Conn::open(&lb.addr);
         c.send(b"GET /health HTTP/1.1\r\nHost: lb\r\n\r\n");

@@ -104,12 +104,12 @@ struct Stack {
     gw: Vec<Proc>,
     default: Proc,
     fallback: Proc,
-    _redis: Option<Proc>,
-    _dir: TempDir,
+    _redis: Option<Redis>,
+    _dir: RunDir,
 }
 
 fn stack(s: &Scenario) -> Stack {
-    let dir = TempDir::new(s.name);
+    let dir = temp_dir(s.name);
     let default = sim("sim-default", s.fees.0, &[]);
     let fallback = sim("sim-fallback", s.fees.1, &[]);
     let redis = s.ledger_redis.then(|| redis(&dir));
@@ -117,16 +117,19 @@ fn stack(s: &Scenario) -> Stack {
     let k = s.compress;
     let gw = (0..2)
         .map(|i| {
-            let mut env = vec![
-                ("LISTEN", socks[i].clone()),
-                ("INSTANCE_ID", format!("gw{}", i + 1)),
-                ("PROCESSOR_DEFAULT_URL", format!("http://{}", default.addr)),
-                (
-                    "PROCESSOR_FALLBACK_URL",
-                    format!("http://{}", fallback.addr),
-                ),
-                ("PROCESSOR_DEFAULT_FEE", s.fees.0.to_string()),
-                ("PROCESSOR_FALLBACK_FEE", s.fees.1.to_string()),
+            let spec = GatewaySpec {
+                fees: Some([s.fees.0.to_string(), s.fees.1.to_string()]),
+                ledger: match &redis {
+                    Some(r) => GatewayLedger::Redis(r.url()),
+                    None => GatewayLedger::Peers(vec![socks[1 - i].clone()]),
+                },
+                ..gateway_spec(
+                    &format!("gw{}", i + 1),
+                    &socks[i],
+                    [default.url(), fallback.url()],
+                )
+            };
+            let env = [
                 ("CORES", "1".to_string()),
                 ("ROUTE_DEADLINE_MS", (1_500 / k).to_string()),
                 ("ROUTE_HORIZON_S", (240 / k).to_string()),
@@ -135,11 +138,7 @@ fn stack(s: &Scenario) -> Stack {
                 ("PROCESSOR_TIMEOUT_MS", (6_000 / k).to_string()),
                 ("RETRY_DELAY_MS", (50 / k).to_string()),
             ];
-            match &redis {
-                Some(r) => env.push(("REDIS_URL", r.addr.clone())),
-                None => env.push(("PEERS", socks[1 - i].clone())),
-            }
-            Proc::start(&format!("gw{}", i + 1), gateway_bin(), &env)
+            gateway(&spec, &env)
         })
         .collect();
     Stack {
@@ -218,17 +217,6 @@ fn audit(st: &Stack, gw: usize, lag: Duration) -> u64 {
     diff
 }
 
-/// A sample value from a `/metrics` answer.
-fn metric(addr: &str, name: &str) -> f64 {
-    let r = get(addr, "/metrics");
-    assert_eq!(r.status, 200);
-    let text = String::from_utf8_lossy(&r.body).to_string();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Net amount (amount − fee) a simulator recorded.
 fn net(sim: &Proc, fee: &str) -> f64 {
     let amount = sim_totals(sim, "").1 as f64 / 100.0;
@@ -290,8 +278,8 @@ fn replay(s: &'static Scenario) -> (u64, u64, u64) {
     });
     for gw in &st.gw {
         wait_for("empty queues", || {
-            let idle = metric(&gw.addr, "gateway_queue_depth") == 0.0
-                && metric(&gw.addr, "gateway_in_flight{") == 0.0;
+            let idle = metric(&gw.addr, "gateway_queue_depth", &[]) == 0.0
+                && metric(&gw.addr, "gateway_in_flight", &[]) == 0.0;
             idle.then_some(())
         });
     }
@@ -312,12 +300,14 @@ fn replay(s: &'static Scenario) -> (u64, u64, u64) {
         "no payment on both processors"
     );
     let net = net(&st.default, s.fees.0) + net(&st.fallback, s.fees.1);
-    let resolved = metric(&st.gw[0].addr, "gateway_uncertain_resolved_total")
-        + metric(&st.gw[1].addr, "gateway_uncertain_resolved_total");
+    let resolved = metric(&st.gw[0].addr, "gateway_uncertain_resolved_total", &[])
+        + metric(&st.gw[1].addr, "gateway_uncertain_resolved_total", &[]);
     // One health poller per processor for the cluster, never answered 429.
     let polls = |p: &str, result: &str| -> f64 {
-        let name = format!("gateway_health_polls_total{{processor=\"{p}\",result=\"{result}\"}}");
-        metric(&st.gw[0].addr, &name) + metric(&st.gw[1].addr, &name)
+        let labels = [format!("processor=\"{p}\""), format!("result=\"{result}\"")];
+        let labels = [labels[0].as_str(), labels[1].as_str()];
+        let name = "gateway_health_polls_total";
+        metric(&st.gw[0].addr, name, &labels) + metric(&st.gw[1].addr, name, &labels)
     };
     let elapsed = start.elapsed().as_secs_f64();
     for p in ["default", "fallback"] {

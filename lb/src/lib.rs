@@ -15,8 +15,9 @@
 //!   [`net::fdpass`] (SCM_RIGHTS). The lb itself has no unsafe code.
 //! - [`proxy`]: proxy mode, a byte-copying L4 proxy with half-close relayed.
 //!
-//! Binding, runtimes and logs come from the network base ([`net::listen::bind`],
-//! [`net::runtime`], [`net::log!`]).
+//! Binding, runtimes, logs and the ready line on stdout (`ready listen <addr>`, once
+//! bound) come from the network base ([`net::listen::bind`], [`net::runtime`],
+//! [`net::log!`], [`net::ready`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -55,6 +56,7 @@ pub fn run(config: Config) -> Result<(), String> {
         config.cores,
         upstreams.join(", "),
     );
+    net::ready::announce(&bound, &[]);
     let listeners: Arc<Mutex<Vec<Option<StdListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
     let config = Arc::new(config);

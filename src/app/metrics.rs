@@ -79,6 +79,7 @@ pub struct CoreGauges {
 pub struct Metrics {
     cores: Vec<CoreGauges>,
     accepted: AtomicU64,
+    duplicates: AtomicU64,
     refused_full: AtomicU64,
     decisions: [AtomicU64; 3],
     probes: [AtomicU64; 2],
@@ -94,6 +95,7 @@ impl Metrics {
         Metrics {
             cores: (0..cores).map(|_| CoreGauges::default()).collect(),
             accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             refused_full: AtomicU64::new(0),
             decisions: Default::default(),
             probes: Default::default(),
@@ -112,6 +114,12 @@ impl Metrics {
 
     pub fn accepted(&self) {
         self.accepted.fetch_add(1, Relaxed);
+    }
+
+    /// A payment answered 202 and not queued: this instance accepted its correlationId
+    /// before.
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Relaxed);
     }
 
     pub fn refused_full(&self) {
@@ -271,6 +279,13 @@ impl Metrics {
         sample(out, "gateway_accepted_total", "", load(&self.accepted));
         family(
             out,
+            "gateway_duplicates_total",
+            "counter",
+            "Payments answered 202 and not queued: correlationId accepted before.",
+        );
+        sample(out, "gateway_duplicates_total", "", load(&self.duplicates));
+        family(
+            out,
             "gateway_refused_full_total",
             "counter",
             "Payments refused with 503: queue full.",
@@ -381,6 +396,7 @@ mod tests {
     fn renders_every_family_with_its_type() {
         let m = Metrics::new(2);
         m.accepted();
+        m.duplicate();
         m.decision(Decision::Send {
             to: Processor::Fallback,
             probe: true,
@@ -398,6 +414,7 @@ mod tests {
         for line in [
             "gateway_queue_depth 10",
             "gateway_accepted_total 1",
+            "gateway_duplicates_total 1",
             "gateway_decisions_total{decision=\"fallback\"} 1",
             "gateway_probes_total{processor=\"fallback\"} 1",
             "gateway_attempts_total{processor=\"default\",outcome=\"not_charged\"} 1",

@@ -1,5 +1,6 @@
-//! Startup: binds the listeners, starts one runtime per core, and spawns each core's
-//! tasks (the backlog timer, the dispatcher, the health monitor on core 0, the
+//! Startup: binds the listeners, says so on stdout ([`net::ready`]: `ready listen <addr>`,
+//! plus `handoff <addr>` with `HANDOFF`), starts one runtime per core, and spawns each
+//! core's tasks (the backlog timer, the dispatcher, the health monitor on core 0, the
 //! listeners' accept loops).
 
 use std::rc::Rc;
@@ -53,6 +54,10 @@ pub fn run(config: Config) -> Result<(), String> {
         config.deadline,
         config.patience(),
     );
+    match &config.handoff {
+        Some(addr) => net::ready::announce(&bound, &[("handoff", addr)]),
+        None => net::ready::announce(&bound, &[]),
+    }
     let listeners: Arc<Mutex<Vec<Option<CoreListeners>>>> = Arc::new(Mutex::new(
         listeners.into_iter().zip(handoffs).map(Some).collect(),
     ));

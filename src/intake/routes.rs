@@ -69,6 +69,7 @@ impl<L: Ledger> Api<L> {
         let shared = &self.core.shared;
         if !shared.accept(id) {
             // Already accepted by this instance: queued once, answered as accepted.
+            self.core.metrics.duplicate();
             return reply.preserialized(ACCEPTED);
         }
         match self.core.backlog.push(Payment::new(id, cents)) {

@@ -275,7 +275,13 @@ mod tests {
     use std::rc::Rc;
 
     use super::*;
-    use redis_wire::test_server::RedisServer;
+    use stack::child::Output;
+    use stack::redis::{Listen, Redis};
+
+    /// A real redis-server of this test's own, in a private directory.
+    fn server(listen: Listen) -> Redis {
+        Redis::start(listen, Output::Captured).expect("redis-server must be installed")
+    }
 
     fn ledger(url: &str) -> RedisLedger {
         RedisLedger::new(RedisTarget::parse(url).unwrap())
@@ -299,8 +305,8 @@ mod tests {
 
     #[monoio::test_all(timer_enabled = true)]
     async fn record_once() {
-        let server = RedisServer::start();
-        let l = ledger(&server.unix_url());
+        let server = server(Listen::Unix);
+        let l = ledger(&server.url());
         let id = u128::MAX - 7;
         assert!(l
             .record(rec(id, Processor::Default, T0, 1990))
@@ -321,7 +327,7 @@ mod tests {
         assert_eq!(s.fallback, totals(1, 7));
 
         // The stored shape, as documented.
-        let mut conn = RedisConn::connect(&RedisTarget::parse(&server.unix_url()).unwrap())
+        let mut conn = RedisConn::connect(&RedisTarget::parse(&server.url()).unwrap())
             .await
             .unwrap();
         let hex = format!("{id:032x}");
@@ -346,8 +352,8 @@ mod tests {
 
     #[monoio::test_all(timer_enabled = true)]
     async fn summary_windows() {
-        let server = RedisServer::start();
-        let l = ledger(&server.unix_url());
+        let server = server(Listen::Unix);
+        let l = ledger(&server.url());
         let d = Processor::Default;
         let f = Processor::Fallback;
         for (id, p, t, cents) in [
@@ -400,7 +406,7 @@ mod tests {
         );
 
         // A member the script cannot read fails the summary instead of being skipped.
-        let mut conn = RedisConn::connect(&RedisTarget::parse(&server.unix_url()).unwrap())
+        let mut conn = RedisConn::connect(&RedisTarget::parse(&server.url()).unwrap())
             .await
             .unwrap();
         conn.query(
@@ -426,8 +432,8 @@ mod tests {
 
     #[monoio::test_all(timer_enabled = true)]
     async fn purge_forgets_everything() {
-        let server = RedisServer::start();
-        let l = ledger(&server.unix_url());
+        let server = server(Listen::Unix);
+        let l = ledger(&server.url());
         assert!(l.record(rec(1, Processor::Default, T0, 10)).await.unwrap());
         assert!(l.record(rec(2, Processor::Fallback, T0, 20)).await.unwrap());
         l.purge().await.unwrap();
@@ -442,8 +448,8 @@ mod tests {
 
     #[monoio::test_all(timer_enabled = true)]
     async fn reconnects_after_failures() {
-        let mut server = RedisServer::start();
-        let l = ledger(&server.unix_url());
+        let mut server = server(Listen::Unix);
+        let l = ledger(&server.url());
         assert!(l.record(rec(1, Processor::Default, T0, 10)).await.unwrap());
         server.stop();
         // The open connection fails, then so does connecting.
@@ -455,13 +461,13 @@ mod tests {
             l.record(rec(2, Processor::Default, T0, 10)).await,
             Err(LedgerError::Redis(_))
         ));
-        server.restart();
+        server.restart().unwrap();
         // A fresh server is empty.
         assert_eq!(l.summary(Window::ALL).await.unwrap(), Summary::default());
         assert!(l.record(rec(1, Processor::Default, T0, 10)).await.unwrap());
 
         // A connection that died while idle fails one call, and the next reconnects.
-        server.restart();
+        server.restart().unwrap();
         assert!(l.summary(Window::ALL).await.is_err());
         assert!(l.record(rec(1, Processor::Default, T0, 10)).await.unwrap());
         assert_eq!(l.summary(Window::ALL).await.unwrap().default, totals(1, 10));
@@ -469,8 +475,8 @@ mod tests {
 
     #[monoio::test_all(timer_enabled = true)]
     async fn over_tcp() {
-        let server = RedisServer::start_tcp();
-        let l = ledger(&server.tcp_url());
+        let server = server(Listen::UnixAndTcp);
+        let l = ledger(&server.tcp_url().unwrap());
         assert!(l.record(rec(1, Processor::Fallback, T0, 10)).await.unwrap());
         assert!(!l.record(rec(1, Processor::Default, T0, 10)).await.unwrap());
         assert_eq!(
@@ -478,7 +484,7 @@ mod tests {
             totals(1, 10)
         );
         // The Unix socket sees the same ledger.
-        let u = ledger(&server.unix_url());
+        let u = ledger(&server.url());
         assert_eq!(
             u.summary(Window::ALL).await.unwrap().fallback,
             totals(1, 10)
@@ -490,8 +496,8 @@ mod tests {
     #[monoio::test_all(timer_enabled = true)]
     async fn concurrent_calls_share_one_connection() {
         const TASKS: u128 = 50;
-        let server = RedisServer::start();
-        let l = Rc::new(ledger(&server.unix_url()));
+        let server = server(Listen::Unix);
+        let l = Rc::new(ledger(&server.url()));
         let tasks: Vec<_> = (0..TASKS)
             .map(|i| {
                 let l = l.clone();
@@ -508,7 +514,7 @@ mod tests {
         assert_eq!(s.default, totals(25, 2_500));
         assert_eq!(s.fallback, totals(25, 2_500));
         // The handle's connection and this one.
-        let mut conn = RedisConn::connect(&RedisTarget::parse(&server.unix_url()).unwrap())
+        let mut conn = RedisConn::connect(&RedisTarget::parse(&server.url()).unwrap())
             .await
             .unwrap();
         match conn
@@ -530,8 +536,8 @@ mod tests {
 
     #[monoio::test_all(timer_enabled = true)]
     async fn cancelled_call_does_not_desync() {
-        let server = RedisServer::start();
-        let l = ledger(&server.unix_url());
+        let server = server(Listen::Unix);
+        let l = ledger(&server.url());
         assert!(l.record(rec(1, Processor::Default, T0, 10)).await.unwrap());
         // Start a record, leave it waiting for its reply, and drop it.
         {

@@ -1,15 +1,22 @@
 //! Test harness: the real binaries (gateway, processor-sim, lb) and a real redis-server as
-//! child processes on ephemeral ports or Unix sockets in a per-test directory, and a
-//! blocking HTTP client that speaks raw bytes.
+//! child processes on ephemeral ports or Unix sockets in a per-test directory, started
+//! through the runner's library (`stack`: how each is wired, its ready line, redis-server's
+//! PING), and a blocking HTTP client that speaks raw bytes.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use stack::redis::Redis;
+pub use stack::rundir::RunDir;
+pub use stack::servers::{GatewayLedger, GatewaySpec, LbSpec};
+
+use stack::child::Output;
+use stack::servers::{Env, Server, SimSpec};
 
 /// How long any wait in a test may last before the test fails: generous, since it only
 /// bounds a hang, and machines under load are slow.
@@ -18,100 +25,53 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 pub const TOKEN: &str = "123";
 
-/// A directory of its own for one test, removed at the end.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gw-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn sock(&self, name: &str) -> String {
-        format!("unix:{}", self.0.join(name).display())
-    }
+/// A directory of its own for one test (mode 0700), removed at the end.
+pub fn temp_dir(tag: &str) -> RunDir {
+    RunDir::create(&format!("gw-{tag}")).unwrap()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed when dropped; its stderr is kept and shown if the test fails.
+/// One of our servers, started and ready; killed when dropped, its output shown if the
+/// test fails.
 pub struct Proc {
     pub name: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
-    /// Where it listens, as its startup line says: "host:port" or "unix:/path".
+    server: Server,
+    /// Where it listens, as its ready line says: "host:port" or "unix:/path".
     pub addr: String,
 }
 
 impl Proc {
-    /// Starts `bin` with `env` and waits for its "listening on <addr>" line.
-    pub fn start(name: &str, bin: &str, env: &[(&str, String)]) -> Proc {
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("INSTANCE_ID", name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut tx = Some(tx);
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        if let Some(tx) = tx.take() {
-                            let addr = rest.split(';').next().unwrap_or("").trim().to_string();
-                            let _ = tx.send(addr);
-                        }
-                    }
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        let addr = match rx.recv_timeout(PATIENCE) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("{name} did not start; its log:\n{}", log.lock().unwrap());
-            }
-        };
+    /// Starts `cmd` as `name` and waits for its ready line.
+    fn start(name: &str, cmd: Command) -> Proc {
+        let server = Server::start(name, cmd, Output::Captured, PATIENCE)
+            .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
         Proc {
             name: name.to_string(),
-            child,
-            log,
-            addr,
+            addr: server.listen().to_string(),
+            server,
         }
     }
 
+    /// `http://host:port`, or `unix:/path` as it is: a URL for `PROCESSOR_*_URL`.
+    pub fn url(&self) -> String {
+        if self.addr.starts_with("unix:") {
+            self.addr.clone()
+        } else {
+            format!("http://{}", self.addr)
+        }
+    }
+
+    /// A value of its ready line, such as the gateway's `handoff`.
+    pub fn ready_value(&self, key: &str) -> Option<&str> {
+        self.server.ready.get(key)
+    }
+
+    /// Its stdout and stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.server.child.log()
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.child.kill();
     }
 }
 
@@ -122,6 +82,15 @@ impl Drop for Proc {
             eprintln!("---- log of {} ----\n{}", self.name, self.log());
         }
     }
+}
+
+/// Only `vars` and the wiring: nothing inherited from the test's environment.
+fn only(vars: &[(&str, String)]) -> Env {
+    Env::Only(
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    )
 }
 
 pub fn gateway_bin() -> &'static str {
@@ -166,43 +135,48 @@ pub fn workspace_bin(name: &str) -> &'static str {
     Box::leak(path.into_boxed_str())
 }
 
-/// Starts a processor simulator on an ephemeral TCP port.
+/// Starts a processor simulator on an ephemeral TCP port, on epoll unless `extra` says.
 pub fn sim(name: &str, fee: &str, extra: &[(&str, String)]) -> Proc {
-    let mut env = vec![
-        ("LISTEN", "127.0.0.1:0".to_string()),
-        ("TRANSACTION_FEE", fee.to_string()),
-        ("IO_DRIVER", "epoll".to_string()),
-    ];
-    env.extend(extra.iter().cloned());
-    Proc::start(name, sim_bin(), &env)
+    let spec = SimSpec {
+        name: name.to_string(),
+        listen: "127.0.0.1:0".to_string(),
+        fee: fee.to_string(),
+    };
+    let mut vars = vec![("IO_DRIVER", "epoll".to_string())];
+    vars.extend(extra.iter().cloned());
+    Proc::start(name, spec.command(Path::new(sim_bin()), &only(&vars)))
+}
+
+/// A gateway named `name` on `listen`, calling `processors` (URLs), with no hand-off
+/// socket and a memory ledger of its own: change the fields for more.
+pub fn gateway_spec(name: &str, listen: &str, processors: [String; 2]) -> GatewaySpec {
+    GatewaySpec {
+        name: name.to_string(),
+        listen: listen.to_string(),
+        handoff: None,
+        processors,
+        fees: None,
+        ledger: GatewayLedger::Peers(Vec::new()),
+    }
+}
+
+/// Starts a gateway; `vars` are its other settings (`IO_DRIVER`, `CORES`, tuning).
+pub fn gateway(spec: &GatewaySpec, vars: &[(&str, String)]) -> Proc {
+    Proc::start(
+        &spec.name,
+        spec.command(Path::new(gateway_bin()), &only(vars)),
+    )
+}
+
+/// Starts the lb; `vars` are its other settings (`IO_DRIVER`).
+pub fn lb(spec: &LbSpec, vars: &[(&str, String)]) -> Proc {
+    Proc::start(&spec.name, spec.command(Path::new(lb_bin()), &only(vars)))
 }
 
 /// A running redis-server on a Unix socket in `dir`, with no TCP port.
-pub fn redis(dir: &TempDir) -> Proc {
-    let path = dir.0.join("redis.sock");
-    let mut child = Command::new("redis-server")
-        .args(["--port", "0", "--unixsocket"])
-        .arg(&path)
-        .args(["--save", "", "--appendonly", "no"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (.ci/run installs it)");
-    let start = Instant::now();
-    while UnixStream::connect(&path).is_err() {
-        if start.elapsed() > PATIENCE {
-            let _ = child.kill();
-            panic!("redis-server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc {
-        name: "redis".into(),
-        child,
-        log: Arc::new(Mutex::new(String::new())),
-        addr: format!("unix:{}", path.display()),
-    }
+pub fn redis(dir: &RunDir) -> Redis {
+    Redis::start_in(dir.path(), stack::redis::Listen::Unix, Output::Captured)
+        .unwrap_or_else(|e| panic!("redis-server must be installed (.ci/run installs it): {e}"))
 }
 
 /// Raw connection to "host:port" or "unix:/path".
@@ -427,6 +401,26 @@ pub fn sim_totals(sim: &Proc, query: &str) -> (u64, i64) {
     )
 }
 
+/// The sum of the samples of metric `name` in `addr`'s `GET /metrics` whose labels
+/// include every one of `labels` (such as `outcome="charged"`); 0 when none.
+pub fn metric(addr: &str, name: &str, labels: &[&str]) -> f64 {
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (family, tags) = match series.split_once('{') {
+                Some((f, t)) => (f, t.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let mine = family == name && labels.iter().all(|x| tags.split(',').any(|t| t == *x));
+            mine.then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// Polls `f` until it returns Some, failing the test after [`PATIENCE`].
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -523,10 +517,10 @@ fn pipe(conn: std::net::TcpStream, target: &str) {
 
 /// A processor that turns every `POST /payments` away with a 4XX (429: its queue is
 /// full; or, say, 404 at a wrong URL) and answers any other request with a healthy
-/// service-health body; it counts the payments it was sent.
+/// service-health body; it keeps the correlationIds of the payments it was sent.
 pub struct Busy {
     pub addr: String,
-    posts: Arc<AtomicUsize>,
+    posts: Arc<Mutex<Vec<String>>>,
 }
 
 impl Busy {
@@ -538,32 +532,36 @@ impl Busy {
                 .as_bytes();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let posts = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&posts);
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::clone(&posts);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let counter = Arc::clone(&counter);
-                std::thread::spawn(move || busy_conn(conn, &counter, answer));
+                let sent = Arc::clone(&sent);
+                std::thread::spawn(move || busy_conn(conn, &sent, answer));
             }
         });
         Busy { addr, posts }
     }
 
-    /// `POST /payments` requests answered so far.
-    pub fn posts(&self) -> usize {
-        self.posts.load(Ordering::SeqCst)
+    /// The correlationIds of the `POST /payments` requests answered so far, in order.
+    pub fn posts(&self) -> Vec<String> {
+        self.posts.lock().unwrap().clone()
     }
 }
 
-fn busy_conn(mut conn: std::net::TcpStream, posts: &AtomicUsize, turned_away: &[u8]) {
+fn busy_conn(mut conn: std::net::TcpStream, posts: &Mutex<Vec<String>>, turned_away: &[u8]) {
     use http1::request::{parse, Method, Status};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         let (len, answer): (usize, &[u8]) = match parse(&buf) {
             Ok(Status::Complete(req)) if req.method == Method::Post => {
-                posts.fetch_add(1, Ordering::SeqCst);
+                let id = serde_json::from_slice::<serde_json::Value>(req.body)
+                    .ok()
+                    .and_then(|v| v["correlationId"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                posts.lock().unwrap().push(id);
                 (req.len(), turned_away)
             }
             Ok(Status::Complete(req)) => (

@@ -13,10 +13,12 @@
 //! - [`fdpass`]: passing connections between processes over a Unix socket
 //!   (SCM_RIGHTS), one of the workspace's two modules allowed `unsafe`.
 //! - [`log`]: one-line logs on stderr, prefixed with the process's name.
+//! - [`ready`]: the one line on stdout that says every listener is bound, and where.
 
 pub mod addr;
 pub mod env;
 pub mod fdpass;
 pub mod listen;
 pub mod log;
+pub mod ready;
 pub mod runtime;

@@ -353,7 +353,8 @@ impl Service for SimService {
     }
 }
 
-/// Binds and serves until the process ends.
+/// Binds, says so on stdout (`ready listen <addr>`, [`net::ready`]), and serves until
+/// the process ends.
 pub fn run(config: SimConfig) -> Result<(), String> {
     net::log::set_name(&config.name);
     let driver = net::runtime::resolve(config.io_driver)?;
@@ -369,6 +370,7 @@ pub fn run(config: SimConfig) -> Result<(), String> {
         config.rate_limit_window,
         config.base_latency
     );
+    net::ready::announce(&bound, &[]);
     net::runtime::block_on(driver, async move {
         let listener = match listener.into_monoio() {
             Ok(l) => l,
