@@ -5,12 +5,7 @@
 mod common;
 
 use common::*;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ledger {
-    Memory,
-    Redis,
-}
+use stack::LedgerKind;
 
 struct Cluster {
     gw: Vec<Proc>,
@@ -20,11 +15,11 @@ struct Cluster {
     _dir: RunDir,
 }
 
-fn cluster(ledger: Ledger, driver: &str, extra: &[(&str, String)]) -> Cluster {
+fn cluster(ledger: LedgerKind, driver: &str, extra: &[(&str, String)]) -> Cluster {
     let dir = temp_dir("cluster");
     let default = sim("sim-default", "0.05", &[]);
     let fallback = sim("sim-fallback", "0.15", &[]);
-    let redis = (ledger == Ledger::Redis).then(|| redis(&dir));
+    let redis = (ledger == LedgerKind::Redis).then(|| redis(&dir));
     let socks = [dir.sock("gw1.sock"), dir.sock("gw2.sock")];
     let gw = (0..2)
         .map(|i| {
@@ -99,7 +94,10 @@ impl Cluster {
 const AMOUNTS: [&str; 6] = ["19.90", "0.01", "1234.565", "0.015", "20.05", "7"];
 
 fn run_mixed_load(c: &Cluster) {
-    let mut conns = [Conn::open(&c.gw[0].addr), Conn::open(&c.gw[1].addr)];
+    let mut conns = [
+        RawSocket::open(&c.gw[0].addr),
+        RawSocket::open(&c.gw[1].addr),
+    ];
     let mut pending = [Vec::new(), Vec::new()];
     let mut send = |n: u32| {
         let i = (n % 2) as usize;
@@ -178,25 +176,25 @@ fn run_mixed_load(c: &Cluster) {
 
 #[test]
 fn memory_cluster_matches_processors_uring() {
-    run_mixed_load(&cluster(Ledger::Memory, "uring", &[]));
+    run_mixed_load(&cluster(LedgerKind::Memory, "uring", &[]));
 }
 
 #[test]
 fn memory_cluster_matches_processors_epoll() {
-    run_mixed_load(&cluster(Ledger::Memory, "epoll", &[]));
+    run_mixed_load(&cluster(LedgerKind::Memory, "epoll", &[]));
 }
 
 #[test]
 fn redis_cluster_matches_processors_uring() {
-    run_mixed_load(&cluster(Ledger::Redis, "uring", &[]));
+    run_mixed_load(&cluster(LedgerKind::Redis, "uring", &[]));
 }
 
 #[test]
 fn redis_cluster_matches_processors_epoll() {
-    run_mixed_load(&cluster(Ledger::Redis, "epoll", &[]));
+    run_mixed_load(&cluster(LedgerKind::Redis, "epoll", &[]));
 }
 
-fn duplicates_counted_once(ledger: Ledger) {
+fn duplicates_counted_once(ledger: LedgerKind) {
     let c = cluster(ledger, "auto", &[]);
     let id = uuid(2, 1);
     for i in [0, 0, 1, 1, 0] {
@@ -246,15 +244,15 @@ fn duplicates_counted_once(ledger: Ledger) {
 
 #[test]
 fn duplicate_correlation_id_counted_once_memory() {
-    duplicates_counted_once(Ledger::Memory);
+    duplicates_counted_once(LedgerKind::Memory);
 }
 
 #[test]
 fn duplicate_correlation_id_counted_once_redis() {
-    duplicates_counted_once(Ledger::Redis);
+    duplicates_counted_once(LedgerKind::Redis);
 }
 
-fn bad_inputs_change_nothing(ledger: Ledger, driver: &str) {
+fn bad_inputs_change_nothing(ledger: LedgerKind, driver: &str) {
     let c = cluster(ledger, driver, &[]);
     let addr = &c.gw[0].addr;
     let id = uuid(3, 1);
@@ -344,7 +342,7 @@ fn bad_inputs_change_nothing(ledger: Ledger, driver: &str) {
         ),
     ];
     for (bytes, status) in &raw {
-        let mut conn = Conn::open(addr);
+        let mut conn = RawSocket::open(addr);
         conn.send(bytes);
         let r = conn.response(&mut Vec::new()).expect("an answer");
         assert_eq!(
@@ -369,15 +367,15 @@ fn bad_inputs_change_nothing(ledger: Ledger, driver: &str) {
 
 #[test]
 fn bad_inputs_get_4xx_and_change_nothing_memory_uring() {
-    bad_inputs_change_nothing(Ledger::Memory, "uring");
+    bad_inputs_change_nothing(LedgerKind::Memory, "uring");
 }
 
 #[test]
 fn bad_inputs_get_4xx_and_change_nothing_redis_epoll() {
-    bad_inputs_change_nothing(Ledger::Redis, "epoll");
+    bad_inputs_change_nothing(LedgerKind::Redis, "epoll");
 }
 
-fn purge_clears_cluster(ledger: Ledger) {
+fn purge_clears_cluster(ledger: LedgerKind) {
     let c = cluster(ledger, "auto", &[]);
     for n in 0..10 {
         let r = post_json(
@@ -419,19 +417,19 @@ fn purge_clears_cluster(ledger: Ledger) {
 
 #[test]
 fn purge_clears_every_instance_memory() {
-    purge_clears_cluster(Ledger::Memory);
+    purge_clears_cluster(LedgerKind::Memory);
 }
 
 #[test]
 fn purge_clears_every_instance_redis() {
-    purge_clears_cluster(Ledger::Redis);
+    purge_clears_cluster(LedgerKind::Redis);
 }
 
 /// The first attempt times out (the processor is slower than the gateway's timeout) but
 /// is stored later; the uncertain payment stays on that processor, is settled once the
 /// processor shows it (lookup or 422), recorded once with the first attempt's
 /// requestedAt, and never sent to the fallback.
-fn late_outcome_recorded_once(ledger: Ledger) {
+fn late_outcome_recorded_once(ledger: LedgerKind) {
     let c = cluster(
         ledger,
         "auto",
@@ -470,7 +468,7 @@ fn late_outcome_recorded_once(ledger: Ledger) {
 /// the default recovers, one charges it and the other gets 422 after its own earlier
 /// attempts there. The loser looks the payment up, sees another requestedAt, and
 /// records nothing: counted once.
-fn racing_instances_counted_once(ledger: Ledger) {
+fn racing_instances_counted_once(ledger: LedgerKind) {
     let c = cluster(ledger, "auto", &[]);
     set_failure(&c.default, true);
     set_failure(&c.fallback, true);
@@ -517,27 +515,27 @@ fn racing_instances_counted_once(ledger: Ledger) {
 
 #[test]
 fn racing_instances_counted_once_memory() {
-    racing_instances_counted_once(Ledger::Memory);
+    racing_instances_counted_once(LedgerKind::Memory);
 }
 
 #[test]
 fn racing_instances_counted_once_redis() {
-    racing_instances_counted_once(Ledger::Redis);
+    racing_instances_counted_once(LedgerKind::Redis);
 }
 
 #[test]
 fn late_outcome_after_timeout_recorded_once_memory() {
-    late_outcome_recorded_once(Ledger::Memory);
+    late_outcome_recorded_once(LedgerKind::Memory);
 }
 
 #[test]
 fn late_outcome_after_timeout_recorded_once_redis() {
-    late_outcome_recorded_once(Ledger::Redis);
+    late_outcome_recorded_once(LedgerKind::Redis);
 }
 
 #[test]
 fn summary_is_503_when_a_peer_cannot_be_asked() {
-    let mut c = cluster(Ledger::Memory, "auto", &[]);
+    let mut c = cluster(LedgerKind::Memory, "auto", &[]);
     assert_eq!(
         post_json(&c.gw[0].addr, "/payments", &payment_body(&uuid(6, 1), "3")).status,
         202

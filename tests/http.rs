@@ -49,7 +49,7 @@ const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
 fn pipelined_and_split(driver: &str) {
     let o = one(driver, &[]);
     // Pipelined: ten requests in one write, ten answers in order.
-    let mut conn = Conn::open(&o.gw.addr);
+    let mut conn = RawSocket::open(&o.gw.addr);
     let mut all = Vec::new();
     for n in 0..10 {
         all.extend(payment_request(n));
@@ -78,7 +78,7 @@ fn pipelined_and_split(driver: &str) {
     // Split at every position: two writes each.
     let req = payment_request(11);
     for cut in 1..req.len() {
-        let mut c = Conn::open(&o.gw.addr);
+        let mut c = RawSocket::open(&o.gw.addr);
         c.send(&req[..cut]);
         std::thread::sleep(Duration::from_millis(1));
         c.send(&req[cut..]);
@@ -93,7 +93,7 @@ fn pipelined_and_split(driver: &str) {
     assert_eq!(sim_totals(&o.default, ""), (12, 12 * 1990));
 
     // Connection: close is honoured, and HTTP/1.0 closes by default.
-    let mut c = Conn::open(&o.gw.addr);
+    let mut c = RawSocket::open(&o.gw.addr);
     c.send(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\nGET /health HTTP/1.1\r\n\r\n");
     let bytes = c.read_to_close();
     let text = String::from_utf8_lossy(&bytes);
@@ -103,7 +103,7 @@ fn pipelined_and_split(driver: &str) {
         "nothing after close: {text}"
     );
     assert!(text.contains("Connection: close"));
-    let mut c = Conn::open(&o.gw.addr);
+    let mut c = RawSocket::open(&o.gw.addr);
     c.send(b"GET /health HTTP/1.0\r\n\r\n");
     assert!(String::from_utf8_lossy(&c.read_to_close()).starts_with("HTTP/1.1 200"));
 }
@@ -120,14 +120,14 @@ fn pipelined_and_split_requests_epoll() {
 
 fn slow_client_is_closed(driver: &str) {
     let o = one(driver, &[("REQUEST_TIMEOUT_MS", "200".to_string())]);
-    let mut c = Conn::open(&o.gw.addr);
+    let mut c = RawSocket::open(&o.gw.addr);
     c.send(b"POST /payments HTTP/1.1\r\nContent-Le");
     let bytes = c.read_to_close();
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
     assert!(text.contains("Connection: close"));
     // A body that never completes is a slow client too.
-    let mut c = Conn::open(&o.gw.addr);
+    let mut c = RawSocket::open(&o.gw.addr);
     c.send(b"POST /payments HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"corr");
     assert!(String::from_utf8_lossy(&c.read_to_close()).starts_with("HTTP/1.1 408 "));
     // Nothing was accepted (acceptance comes before any answer to a request).

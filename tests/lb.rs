@@ -214,7 +214,7 @@ fn assert_pipelined_payments(stack: &Stack, tag: u16) {
     const N: u32 = 20;
     const AMOUNT: &str = "19.90";
     const AMOUNT_CENTS: i64 = 1990;
-    let mut c = Conn::open(&stack.lb.addr);
+    let mut c = RawSocket::open(&stack.lb.addr);
     let mut batch = Vec::new();
     for n in 0..N {
         let body = payment_body(&uuid(tag, n), AMOUNT);
@@ -330,7 +330,7 @@ fn no_live_upstream_closes_the_client() {
             &lb_spec(mode, vec![dir.sock("nobody.sock")]),
             &[("IO_DRIVER", "epoll".to_string())],
         );
-        let mut c = Conn::open(&lb.addr);
+        let mut c = RawSocket::open(&lb.addr);
         c.send(b"GET /health HTTP/1.1\r\nHost: lb\r\n\r\n");
         assert!(c.read_to_close().is_empty(), "{mode:?}: closed unanswered");
         wait_for_log(&lb, "is down");

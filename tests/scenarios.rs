@@ -1,4 +1,4 @@
-//! Both official fault timelines (`spec/challenge.md`), replayed time-compressed
+//! Both official fault timelines (`docs/challenge.md`), replayed time-compressed
 //! against two real gateways and two real simulators, under a ramping load of real
 //! payments. Every processor delay and every routing setting is divided by the same
 //! factor, so the routing sees the same stages at a faster pace.
@@ -164,7 +164,7 @@ fn start_load(
         .map(|(lane, addr)| {
             let (sent, failed) = (sent.clone(), failed.clone());
             thread::spawn(move || {
-                let mut conn = Conn::open(&addr);
+                let mut conn = RawSocket::open(&addr);
                 let mut pending = Vec::new();
                 let start = Instant::now();
                 let mut n: u32 = lane as u32;

@@ -1,4 +1,4 @@
-//! The processor simulator against `spec/processor.md`, over real sockets.
+//! The processor simulator against `docs/challenge.md` ("The processors"), over real sockets.
 
 mod common;
 
@@ -183,7 +183,7 @@ fn concurrency_limiter_answers_429_beyond_800_inside_and_500_queued() {
     // 1,300 requests fit (800 inside, 500 queued); the 1,301st is refused at once.
     let mut conns = Vec::new();
     for n in 0..1300u32 {
-        let mut c = Conn::open(&s.addr);
+        let mut c = RawSocket::open(&s.addr);
         let body = format!(
             "{{\"correlationId\":\"{}\",\"amount\":1,\"requestedAt\":\"2025-07-10T12:00:00Z\"}}",
             uuid(22, n)

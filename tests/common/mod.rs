@@ -180,33 +180,35 @@ pub fn redis(dir: &RunDir) -> Redis {
 }
 
 /// Raw connection to "host:port" or "unix:/path".
-pub enum Conn {
+pub enum RawSocket {
     Tcp(std::net::TcpStream),
     Unix(UnixStream),
 }
 
-impl Conn {
-    pub fn open(addr: &str) -> Conn {
+impl RawSocket {
+    pub fn open(addr: &str) -> RawSocket {
         let c = match addr.strip_prefix("unix:") {
-            Some(p) => Conn::Unix(UnixStream::connect(p).unwrap_or_else(|e| panic!("{addr}: {e}"))),
+            Some(p) => {
+                RawSocket::Unix(UnixStream::connect(p).unwrap_or_else(|e| panic!("{addr}: {e}")))
+            }
             None => {
                 let s =
                     std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
                 s.set_nodelay(true).unwrap();
-                Conn::Tcp(s)
+                RawSocket::Tcp(s)
             }
         };
         match &c {
-            Conn::Tcp(s) => s.set_read_timeout(Some(IO_TIMEOUT)).unwrap(),
-            Conn::Unix(s) => s.set_read_timeout(Some(IO_TIMEOUT)).unwrap(),
+            RawSocket::Tcp(s) => s.set_read_timeout(Some(IO_TIMEOUT)).unwrap(),
+            RawSocket::Unix(s) => s.set_read_timeout(Some(IO_TIMEOUT)).unwrap(),
         }
         c
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
         match self {
-            Conn::Tcp(s) => s.write_all(bytes).unwrap(),
-            Conn::Unix(s) => s.write_all(bytes).unwrap(),
+            RawSocket::Tcp(s) => s.write_all(bytes).unwrap(),
+            RawSocket::Unix(s) => s.write_all(bytes).unwrap(),
         }
     }
 
@@ -216,8 +218,8 @@ impl Conn {
     pub fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let r = match self {
-                Conn::Tcp(s) => s.read(buf),
-                Conn::Unix(s) => s.read(buf),
+                RawSocket::Tcp(s) => s.read(buf),
+                RawSocket::Unix(s) => s.read(buf),
             };
             match r {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -290,7 +292,7 @@ pub fn take_response(pending: &mut Vec<u8>) -> Option<Response> {
 
 /// One request on a new connection.
 pub fn request(addr: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> Response {
-    let mut c = Conn::open(addr);
+    let mut c = RawSocket::open(addr);
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: {}\r\n\r\n",
         body.len()

@@ -1,5 +1,5 @@
 //! `processor-sim`: a faithful simulator of the payment processor
-//! (`shared/spec/processor.md`), for tests, benches and the local stack.
+//! (`docs/challenge.md`, "The processors"), for tests, benches and the local stack.
 //!
 //! `POST /payments` goes through, in order: the concurrency limiter (800 inside, 500
 //! queued FIFO, then 429), body parsing (400), the configured delay (holding the
@@ -14,6 +14,11 @@
 //! Deviation: amounts are rounded half-to-even to cents like the real processor, but
 //! an amount that rounds to zero or below is refused with 400 (the gateway never sends
 //! one).
+//!
+//! - this module: the configuration ([`SimConfig`]), the state and its routes ([`Sim`],
+//!   [`SimService`]), and the server's start ([`run`]);
+//! - [`limiter`]: the concurrency limiter of `POST /payments` and the fixed-window
+//!   limiter of the health endpoint.
 
 pub mod limiter;
 
@@ -143,7 +148,7 @@ impl Sim {
             return too_many(reply);
         };
         #[derive(Deserialize)]
-        struct Body<'a> {
+        struct PaymentBody<'a> {
             #[serde(rename = "correlationId", borrow)]
             correlation_id: std::borrow::Cow<'a, str>,
             #[serde(borrow)]
@@ -151,7 +156,7 @@ impl Sim {
             #[serde(rename = "requestedAt", borrow)]
             requested_at: std::borrow::Cow<'a, str>,
         }
-        let parsed = serde_json::from_slice::<Body<'_>>(req.body)
+        let parsed = serde_json::from_slice::<PaymentBody<'_>>(req.body)
             .ok()
             .and_then(|b| {
                 let id = uuid::Uuid::try_parse(&b.correlation_id).ok()?.as_u128();

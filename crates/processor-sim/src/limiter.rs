@@ -1,4 +1,4 @@
-//! The two rate limiters of the payment processor, as `spec/processor.md` describes
+//! The two rate limiters of the payment processor, as `docs/challenge.md` describes
 //! them: a concurrency limiter with a FIFO queue in front of `POST /payments`, and a
 //! fixed-window limiter with a queue of 2 in front of the health endpoint.
 

@@ -12,7 +12,7 @@ const DEFAULT_SIM_LISTEN: &str = "127.0.0.1:0";
 
 /// Which ledger the gateways share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ledger {
+pub enum LedgerKind {
     Memory,
     Redis,
 }
@@ -36,8 +36,8 @@ pub enum Processors {
 
 /// The runner's configuration (environment variables; empty counts as unset).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub ledger: Ledger,
+pub struct StackConfig {
+    pub ledger: LedgerKind,
     pub processors: Processors,
     /// The lb's `LISTEN`.
     pub listen: String,
@@ -47,17 +47,17 @@ pub struct Config {
     pub lb_cores: Option<String>,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Config, String> {
-        Config::from_lookup(|k| std::env::var(k).ok())
+impl StackConfig {
+    pub fn from_env() -> Result<StackConfig, String> {
+        StackConfig::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// Reads the configuration through `get` (a variable's value, if set).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<StackConfig, String> {
         let get = |k: &str| get(k).filter(|v| !v.is_empty());
         let ledger = match get("LEDGER").as_deref() {
-            None | Some("memory") => Ledger::Memory,
-            Some("redis") => Ledger::Redis,
+            None | Some("memory") => LedgerKind::Memory,
+            Some("redis") => LedgerKind::Redis,
             Some(other) => return Err(format!("LEDGER: expected memory or redis, got {other:?}")),
         };
         let processors = match (get("PROCESSOR_DEFAULT_URL"), get("PROCESSOR_FALLBACK_URL")) {
@@ -110,7 +110,7 @@ impl Config {
                 }
             },
         };
-        Ok(Config {
+        Ok(StackConfig {
             ledger,
             processors,
             listen: listen(&get, "LISTEN", DEFAULT_LISTEN)?,
@@ -154,18 +154,18 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+    fn config(vars: &[(&str, &str)]) -> Result<StackConfig, String> {
         let vars: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_lookup(|k| vars.get(k).cloned())
+        StackConfig::from_lookup(|k| vars.get(k).cloned())
     }
 
     #[test]
     fn defaults() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.ledger, Ledger::Memory);
+        assert_eq!(c.ledger, LedgerKind::Memory);
         assert_eq!(c.listen, "127.0.0.1:9999");
         assert_eq!(c.lb_mode, "handoff");
         assert_eq!(c.lb_cores, None);
@@ -189,7 +189,7 @@ mod tests {
             ("LB_MODE", "proxy"),
         ])
         .unwrap();
-        assert_eq!(c.ledger, Ledger::Redis);
+        assert_eq!(c.ledger, LedgerKind::Redis);
         assert_eq!(c.lb_mode, "proxy");
         assert!(matches!(c.processors, Processors::External { .. }));
     }

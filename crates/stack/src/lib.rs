@@ -51,7 +51,7 @@
 //!
 //! # The library
 //!
-//! - [`config`]: the runner's environment variables ([`Config`]).
+//! - [`config`]: the runner's environment variables ([`StackConfig`]).
 //! - [`child`]: one child process ([`child::Child`]): spawned tied to this process, its
 //!   output forwarded or captured, its ready line ([`child::Ready`]), stopped.
 //! - [`supervisor`]: the children of one run watched together with the stop signals
@@ -75,5 +75,5 @@ pub mod servers;
 pub mod supervisor;
 pub mod topology;
 
-pub use config::{Config, Ledger, Processors};
+pub use config::{LedgerKind, Processors, StackConfig};
 pub use topology::run;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::child::Output;
-use crate::config::{Config, Ledger, Processors};
+use crate::config::{LedgerKind, Processors, StackConfig};
 use crate::redis;
 use crate::rundir::RunDir;
 use crate::servers::{Bins, Env, GatewayLedger, GatewaySpec, LbSpec, SimSpec};
@@ -19,7 +19,7 @@ const GATEWAYS: [&str; 2] = ["gateway-1", "gateway-2"];
 /// Runs the stack until a stop signal (`Ok`) or a failure (`Err`, worded for the user).
 /// Must be called from the main thread before any other thread is started: it blocks
 /// the stop signals for the whole process.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: StackConfig) -> Result<(), String> {
     let mut sup = Supervisor::new();
     sup.catch_stop_signals()?;
     let bins = Bins::next_to_me()?;
@@ -78,11 +78,16 @@ fn url(addr: &str) -> String {
 }
 
 /// Starts every component and announces it.
-fn start(config: &Config, sup: &mut Supervisor, dir: &RunDir, bins: &Paths) -> Result<(), Stop> {
+fn start(
+    config: &StackConfig,
+    sup: &mut Supervisor,
+    dir: &RunDir,
+    bins: &Paths,
+) -> Result<(), Stop> {
     announce(&format!("run-dir {}", dir.path().display()));
     let redis_url = match config.ledger {
-        Ledger::Memory => None,
-        Ledger::Redis => Some(start_redis(sup, dir)?),
+        LedgerKind::Memory => None,
+        LedgerKind::Redis => Some(start_redis(sup, dir)?),
     };
     let (processors, fees) = start_processors(config, sup, bins.sim)?;
     let listen = GATEWAYS.map(|n| dir.sock(&format!("{n}.sock")));
@@ -155,7 +160,7 @@ fn start_redis(sup: &mut Supervisor, dir: &RunDir) -> Result<String, Stop> {
 /// Starts the simulators (or takes the given processors), announces them, and returns
 /// the gateways' processor URLs and, for simulators, their fees.
 fn start_processors(
-    config: &Config,
+    config: &StackConfig,
     sup: &mut Supervisor,
     sim_bin: Option<&Path>,
 ) -> Result<([String; 2], Option<[String; 2]>), Stop> {

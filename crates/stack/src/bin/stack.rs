@@ -2,7 +2,7 @@
 //! when asked) in the foreground; see [`stack`] for its environment and output.
 
 fn main() {
-    let config = match stack::Config::from_env() {
+    let config = match stack::StackConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("stack: {e}");
