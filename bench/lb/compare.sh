@@ -41,7 +41,7 @@ if [ "$WHAT" != nginx ]; then
   [ -w /sys/fs/cgroup/cpu ] && [ -w /sys/fs/cgroup/memory ] \
     || { echo "needs writable cgroup v1 cpu and memory controllers (run as root)"; exit 1; }
 fi
-cargo build --release -q --workspace --bin gateway --bin processor-sim --bin lb
+cargo build --release -q -p gateway -p processor-sim -p lb
 
 DIR=$(mktemp -d)
 CG="rinha-lb-bench-$$"
@@ -84,7 +84,7 @@ launch() {
   RUN_PIDS+=($!)
   LAST_PID=$!
 }
-wait_log() { # LOG PATTERN: waits up to 5 s for PATTERN in LOG
+wait_log() { # LOG PATTERN: waits up to 5 s for PATTERN in LOG (a server's ready line)
   for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
   echo "timed out waiting for '$2' in $1:"; cat "$1"; exit 1
 }
@@ -103,8 +103,8 @@ cpu_ns() { # CPU time of the given processes, all their threads, in ns (schedsta
 SIM_URLS=()
 for n in 1 2; do
   LISTEN=127.0.0.1:0 INSTANCE_ID=sim$n IO_DRIVER=epoll taskset -c 1 target/release/processor-sim >"$DIR/sim$n.log" 2>&1 &
-  wait_log "$DIR/sim$n.log" "listening on"
-  port=$(grep -o 'listening on [0-9.]*:[0-9]*' "$DIR/sim$n.log" | head -1 | sed 's/.*://')
+  wait_log "$DIR/sim$n.log" "^ready listen "
+  port=$(grep -o '^ready listen [0-9.]*:[0-9]*' "$DIR/sim$n.log" | head -1 | sed 's/.*://')
   curl -sf -X PUT -H 'X-Rinha-Token: 123' -d "{\"delay\":$SIM_DELAY_MS}" \
     "http://127.0.0.1:$port/admin/configurations/delay" >/dev/null
   SIM_URLS+=("http://127.0.0.1:$port")
@@ -130,7 +130,7 @@ start_gateways() {
       QUEUE_CAPACITY=4000000 "${PIN[@]}" target/release/gateway
     GW_PIDS+=("$LAST_PID")
   done
-  wait_log "$DIR/gw1.log" "listening on"; wait_log "$DIR/gw2.log" "listening on"
+  wait_log "$DIR/gw1.log" "^ready listen "; wait_log "$DIR/gw2.log" "^ready listen "
 }
 # start_front KIND: the lb in handoff or proxy mode, or nginx; sets URL and FRONT_PIDS.
 start_front() {
@@ -143,7 +143,7 @@ start_front() {
       launch "$(group lb)" "$DIR/lb.log" LB_MODE="$1" LISTEN="127.0.0.1:$port" UPSTREAMS="$ups" \
         CORES=1 IO_DRIVER=epoll "${PIN[@]}" target/release/lb
       FRONT_PIDS=("$LAST_PID")
-      wait_log "$DIR/lb.log" "listening on"
+      wait_log "$DIR/lb.log" "^ready listen "
       ;;
     nginx)
       sed -e "s#NGINX_DIR#$DIR#g" -e "s#NGINX_PORT#$port#g" \

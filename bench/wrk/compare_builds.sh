@@ -13,7 +13,6 @@ DRIVER=${IO_DRIVER:-epoll}
 THIS_PORT=$(free_port); OTHER_PORT=$(free_port)
 start_gateway "$THIS_PORT" "$DRIVER"
 start_gateway "$OTHER_PORT" "$DRIVER" "$OTHER"
-sleep 0.5
 for i in $(seq "$ROUNDS"); do
   run this "http://127.0.0.1:$THIS_PORT/payments"
   run other "http://127.0.0.1:$OTHER_PORT/payments"

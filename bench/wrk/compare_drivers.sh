@@ -9,7 +9,6 @@ ROUNDS=${1:-3}; SECS=${2:-5}; CONNS=${3:-64}
 URING_PORT=$(free_port); EPOLL_PORT=$(free_port)
 start_gateway "$URING_PORT" uring
 start_gateway "$EPOLL_PORT" epoll
-sleep 0.5
 cat "$DIR"/gw-*.log | grep -o 'io driver [a-z_]*' | sort | uniq -c
 for i in $(seq "$ROUNDS"); do
   run uring "http://127.0.0.1:$URING_PORT/payments"

@@ -13,8 +13,8 @@ GW_PORT=$(free_port); NGX_PORT=$(free_port)
 start_gateway "$GW_PORT" "${IO_DRIVER:-auto}"
 sed -e "s#NGINX_DIR#$DIR#g" -e "s#NGINX_PORT#$NGX_PORT#g" bench/wrk/nginx-202.conf > "$DIR/nginx.conf"
 taskset -c 0 "$NGINX" -c "$DIR/nginx.conf" -p "$DIR" 2>"$DIR/nginx.log" &
-sleep 0.5
-head -1 "$DIR/gw-$GW_PORT.log"
+wait_port "$NGX_PORT"
+grep -m1 'listening on' "$DIR/gw-$GW_PORT.log" || true
 for i in $(seq "$ROUNDS"); do
   run gateway "http://127.0.0.1:$GW_PORT/payments"
   run nginx "http://127.0.0.1:$NGX_PORT/payments"
