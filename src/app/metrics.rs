@@ -9,33 +9,11 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::engine::policy::Decision;
+use crate::engine::settle::Resolved;
 use crate::engine::vitals::State;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
-use crate::upstream::health::{PollError, Report};
-
-/// How an uncertain payment ended up settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolved {
-    /// Proven ours (a retry answered, or the lookup showed our `requestedAt`): recorded.
-    Recorded,
-    /// Stored there with someone else's `requestedAt`: theirs.
-    Elsewhere,
-    /// A 404 after the settle time: free to go anywhere again.
-    Freed,
-}
-
-impl Resolved {
-    const ALL: [Resolved; 3] = [Resolved::Recorded, Resolved::Elsewhere, Resolved::Freed];
-
-    fn name(self) -> &'static str {
-        match self {
-            Resolved::Recorded => "recorded",
-            Resolved::Elsewhere => "elsewhere",
-            Resolved::Freed => "freed",
-        }
-    }
-}
+use crate::upstream::report::{PollCounter, PollError, Polled, Report};
 
 /// `turned_away` is a 4XX but 422 (a 429 when the processor's queue is full);
 /// `not_charged` a 5XX or no connection.
@@ -58,7 +36,6 @@ fn outcome_index(o: PostOutcome) -> usize {
 }
 
 const DECISIONS: [&str; 3] = ["default", "fallback", "wait"];
-const POLL_RESULTS: [&str; 3] = ["ok", "limited", "error"];
 
 /// One core's gauges.
 #[derive(Default)]
@@ -85,8 +62,8 @@ pub struct Metrics {
     probes: [AtomicU64; 2],
     attempts: [[AtomicU64; OUTCOMES.len()]; 2],
     settled: [AtomicU64; 2],
-    resolved: [AtomicU64; 3],
-    health_polls: [[AtomicU64; 3]; 2],
+    resolved: [AtomicU64; Resolved::ALL.len()],
+    health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
     health: [AtomicU64; 2],
 }
 
@@ -153,22 +130,9 @@ impl Metrics {
     }
 
     pub fn resolved(&self, r: Resolved) {
-        self.resolved[r as usize].fetch_add(1, Relaxed);
+        self.resolved[r.index()].fetch_add(1, Relaxed);
     }
 
-    pub fn health_poll(&self, p: Processor, r: &Result<Report, PollError>) {
-        let i = match r {
-            Ok(rep) => {
-                let v = (u64::from(rep.health.failing) << 63)
-                    | rep.health.min_response.as_millis() as u64;
-                self.health[p.index()].store(v, Relaxed);
-                0
-            }
-            Err(PollError::Limited) => 1,
-            Err(PollError::Other(_)) => 2,
-        };
-        self.health_polls[p.index()][i].fetch_add(1, Relaxed);
-    }
 
     /// Writes every metric in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
@@ -345,7 +309,7 @@ impl Metrics {
         );
         for r in Resolved::ALL {
             let labels = format!("result=\"{}\"", r.name());
-            let v = load(&self.resolved[r as usize]);
+            let v = load(&self.resolved[r.index()]);
             sample(out, "gateway_uncertain_resolved_total", &labels, v);
         }
         family(
@@ -354,12 +318,23 @@ impl Metrics {
             "counter",
             "Health polls made by this instance.",
         );
-        for (ri, r) in POLL_RESULTS.iter().enumerate() {
-            let extra = format!(",result=\"{r}\"");
+        for r in Polled::ALL {
+            let extra = format!(",result=\"{}\"", r.name());
             per_processor(out, "gateway_health_polls_total", &extra, |i| {
-                load(&self.health_polls[i][ri])
+                load(&self.health_polls[i][r.index()])
             });
         }
+    }
+}
+
+impl PollCounter for Metrics {
+    fn health_poll(&self, p: Processor, r: &Result<Report, PollError>) {
+        if let Ok(rep) = r {
+            let v = (u64::from(rep.health.failing) << 63)
+                | rep.health.min_response.as_millis() as u64;
+            self.health[p.index()].store(v, Relaxed);
+        }
+        self.health_polls[p.index()][Polled::of(r).index()].fetch_add(1, Relaxed);
     }
 }
 

@@ -95,7 +95,7 @@ fn monitor<L>(core: &Core<L>) -> impl std::future::Future<Output = ()> {
             Rc::new(Client::new(config.processors[1].clone(), 0)),
         ],
         board: core.board.clone(),
-        metrics: core.metrics.clone(),
+        counter: core.metrics.clone(),
     });
     m.run(mode)
 }

@@ -4,11 +4,43 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
-use crate::app::metrics::Resolved;
 use crate::engine::payment::{Payment, Stage};
 use crate::processor::Processor;
 use crate::upstream::api::{Lookup, PostOutcome};
 use domain::time::Micros;
+
+/// How an uncertain payment ended up settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// Proven ours (a retry answered, or the lookup showed our `requestedAt`): recorded.
+    Recorded,
+    /// Stored there with someone else's `requestedAt`: theirs.
+    Elsewhere,
+    /// A 404 after the settle time: free to go anywhere again.
+    Freed,
+}
+
+impl Resolved {
+    pub const ALL: [Resolved; 3] = [Resolved::Recorded, Resolved::Elsewhere, Resolved::Freed];
+
+    /// Position in [`Resolved::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Resolved::Recorded => 0,
+            Resolved::Elsewhere => 1,
+            Resolved::Freed => 2,
+        }
+    }
+
+    /// The metrics label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolved::Recorded => "recorded",
+            Resolved::Elsewhere => "elsewhere",
+            Resolved::Freed => "freed",
+        }
+    }
+}
 
 /// What settlement reads of a payment: where it is, and the `requestedAt` sent to each
 /// processor (by `Processor::index`).

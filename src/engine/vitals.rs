@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
+use crate::upstream::report::Health;
+
 /// Failures in a row (500s, refused connections, timeouts) before a processor counts
 /// as failing: one is noise, three at the official rates is a few milliseconds.
 pub const FAIL_AFTER: u32 = 3;
@@ -105,13 +107,6 @@ pub enum Outcome {
     TurnedAway,
     /// No answer in time, or the connection dropped.
     TimedOut,
-}
-
-/// The `service-health` answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Health {
-    pub failing: bool,
-    pub min_response: Duration,
 }
 
 /// A request in flight, returned by [`Signals::start`] and given back to

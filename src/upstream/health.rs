@@ -23,9 +23,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::app::metrics::Metrics;
-use crate::engine::vitals::Health;
 use crate::processor::Processor;
+use crate::upstream::report::{Health, PollCounter, PollError, Report};
 use domain::time::{now_micros, Micros};
 use http1::client::Client;
 use net::addr::Addr;
@@ -48,9 +47,6 @@ const PEER_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Rounds a peer must stay silent before an instance it outranks takes over polling.
 const TAKE_OVER_AFTER: u32 = 3;
-/// Largest `minResponseTime` believed (a report beyond it is clamped): longer than any
-/// request timeout.
-const MAX_MIN_RESPONSE: Duration = Duration::from_secs(60);
 /// How far ahead of this instance's clock a pushed report may be dated (clock skew).
 pub const MAX_REPORT_AHEAD_US: Micros = 5_000_000;
 
@@ -64,13 +60,6 @@ enum Election {
 
 /// The path peers push reports to.
 pub const INTERNAL_HEALTH_PATH: &str = "/internal/health";
-
-/// A health answer and when it was polled (wall clock, so that it crosses instances).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Report {
-    pub health: Health,
-    pub at: Micros,
-}
 
 /// The latest report per processor, shared by the cores of this instance.
 #[derive(Default)]
@@ -110,18 +99,7 @@ struct HealthBody {
 /// Reads a `service-health` body.
 pub fn parse_health(body: &[u8]) -> Option<Health> {
     let b: HealthBody = serde_json::from_slice(body).ok()?;
-    Some(Health {
-        failing: b.failing,
-        min_response: Duration::from_millis(b.min_response_time).min(MAX_MIN_RESPONSE),
-    })
-}
-
-/// Why a poll gave no report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PollError {
-    /// 429: more than one caller in a window. Must not happen; counted in metrics.
-    Limited,
-    Other(String),
+    Some(Health::from_millis(b.failing, b.min_response_time))
 }
 
 /// Polls one processor's health.
@@ -165,10 +143,7 @@ pub fn decode_report(s: &str) -> Option<Report> {
         return None;
     }
     Some(Report {
-        health: Health {
-            failing,
-            min_response: Duration::from_millis(ms).min(MAX_MIN_RESPONSE),
-        },
+        health: Health::from_millis(failing, ms),
         at,
     })
 }
@@ -213,7 +188,8 @@ pub struct Monitor {
     pub instance_id: String,
     pub processors: [Rc<Client>; 2],
     pub board: Arc<Board>,
-    pub metrics: Arc<Metrics>,
+    /// Counts every poll this instance makes.
+    pub counter: Arc<dyn PollCounter>,
 }
 
 impl Monitor {
@@ -243,7 +219,7 @@ impl Monitor {
 
     async fn poll_and_count(&self, p: Processor) -> Option<Report> {
         let result = poll(&self.processors[p.index()]).await;
-        self.metrics.health_poll(p, &result);
+        self.counter.health_poll(p, &result);
         match result {
             Ok(r) => {
                 self.board.set(p, r);
@@ -417,6 +393,7 @@ async fn redis_call(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::report::MAX_MIN_RESPONSE;
 
     #[test]
     fn health_bodies() {
