@@ -18,7 +18,7 @@ use monoio::time::Instant;
 use crate::app::config::Config;
 use crate::app::metrics::Metrics;
 use crate::engine::queue::Backlog;
-use crate::engine::vitals::{Signals, State, View};
+use crate::engine::vitals::{Signals, View};
 use crate::ledger::Ledger;
 use crate::upstream::health::Board;
 use http1::client::Client;
@@ -154,8 +154,7 @@ impl<L: Ledger> Core<L> {
             let s = s.borrow();
             g.in_flight[i].store(s.in_flight() as u64, Relaxed);
             g.limit[i].store(s.cap() as u64, Relaxed);
-            let state = State::ALL.iter().position(|x| *x == s.state()).unwrap_or(0);
-            g.state[i].store(state as u64, Relaxed);
+            g.state[i].store(s.state().index() as u64, Relaxed);
             let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
             g.latency_ewma_us[i].store(us(s.ewma()), Relaxed);
             let ppm = |share: f64| (share * 1e6) as u64;

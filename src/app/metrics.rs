@@ -15,35 +15,13 @@ use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
 use crate::upstream::report::{PollCounter, PollError, Polled, Report};
 
-/// `turned_away` is a 4XX but 422 (a 429 when the processor's queue is full);
-/// `not_charged` a 5XX or no connection.
-const OUTCOMES: [&str; 5] = [
-    "charged",
-    "already_there",
-    "not_charged",
-    "unknown",
-    "turned_away",
-];
-
-fn outcome_index(o: PostOutcome) -> usize {
-    match o {
-        PostOutcome::Charged => 0,
-        PostOutcome::AlreadyThere => 1,
-        PostOutcome::TurnedAway(_) => 4,
-        PostOutcome::NotCharged(_) => 2,
-        PostOutcome::Unknown => 3,
-    }
-}
-
-const DECISIONS: [&str; 3] = ["default", "fallback", "wait"];
-
 /// One core's gauges.
 #[derive(Default)]
 pub struct CoreGauges {
     pub queue_depth: AtomicU64,
     pub in_flight: [AtomicU64; 2],
     pub limit: [AtomicU64; 2],
-    /// `State` as its index in `State::ALL`.
+    /// `State` as its [`State::index`].
     pub state: [AtomicU64; 2],
     pub latency_ewma_us: [AtomicU64; 2],
     pub latency_p99_us: [AtomicU64; 2],
@@ -58,9 +36,9 @@ pub struct Metrics {
     accepted: AtomicU64,
     duplicates: AtomicU64,
     refused_full: AtomicU64,
-    decisions: [AtomicU64; 3],
+    decisions: [AtomicU64; Decision::ALL.len()],
     probes: [AtomicU64; 2],
-    attempts: [[AtomicU64; OUTCOMES.len()]; 2],
+    attempts: [[AtomicU64; PostOutcome::ALL.len()]; 2],
     settled: [AtomicU64; 2],
     resolved: [AtomicU64; Resolved::ALL.len()],
     health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
@@ -104,25 +82,14 @@ impl Metrics {
     }
 
     pub fn decision(&self, d: Decision) {
-        let i = match d {
-            Decision::Send {
-                to: Processor::Default,
-                ..
-            } => 0,
-            Decision::Send {
-                to: Processor::Fallback,
-                ..
-            } => 1,
-            Decision::Wait => 2,
-        };
-        self.decisions[i].fetch_add(1, Relaxed);
+        self.decisions[d.index()].fetch_add(1, Relaxed);
         if let Decision::Send { to, probe: true } = d {
             self.probes[to.index()].fetch_add(1, Relaxed);
         }
     }
 
     pub fn attempt(&self, p: Processor, o: PostOutcome) {
-        self.attempts[p.index()][outcome_index(o)].fetch_add(1, Relaxed);
+        self.attempts[p.index()][o.index()].fetch_add(1, Relaxed);
     }
 
     pub fn settled(&self, p: Processor) {
@@ -179,13 +146,13 @@ impl Metrics {
         for (core, c) in self.cores.iter().enumerate() {
             for p in Processor::ALL {
                 let now = load(&c.state[p.index()]) as usize;
-                for (si, s) in State::ALL.iter().enumerate() {
+                for s in State::ALL {
                     let labels = format!(
                         "core=\"{core}\",processor=\"{}\",state=\"{}\"",
                         p.name(),
                         s.name()
                     );
-                    sample(out, "gateway_processor_state", &labels, u8::from(si == now));
+                    sample(out, "gateway_processor_state", &labels, u8::from(s.index() == now));
                 }
             }
         }
@@ -266,13 +233,13 @@ impl Metrics {
             "counter",
             "Routing decisions by outcome.",
         );
-        for (i, d) in DECISIONS.iter().enumerate() {
-            let labels = format!("decision=\"{d}\"");
+        for d in Decision::ALL {
+            let labels = format!("decision=\"{}\"", d.name());
             sample(
                 out,
                 "gateway_decisions_total",
                 &labels,
-                load(&self.decisions[i]),
+                load(&self.decisions[d.index()]),
             );
         }
         family(
@@ -288,10 +255,10 @@ impl Metrics {
             "counter",
             "POST /payments attempts.",
         );
-        for (oi, o) in OUTCOMES.iter().enumerate() {
-            let extra = format!(",outcome=\"{o}\"");
+        for o in PostOutcome::ALL {
+            let extra = format!(",outcome=\"{}\"", o.name());
             per_processor(out, "gateway_attempts_total", &extra, |i| {
-                load(&self.attempts[i][oi])
+                load(&self.attempts[i][o.index()])
             });
         }
         family(

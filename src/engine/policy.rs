@@ -47,6 +47,29 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// One decision of each kind, in the order metrics lists them (sent as probes or
+    /// not, a placement counts by its processor).
+    pub const ALL: [Decision; 3] = [
+        Decision::Send {
+            to: Processor::Default,
+            probe: false,
+        },
+        Decision::Send {
+            to: Processor::Fallback,
+            probe: false,
+        },
+        Decision::Wait,
+    ];
+
+    /// Position of this decision's kind in [`Decision::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Decision::Send { to, .. } => to.index(),
+            Decision::Wait => 2,
+        }
+    }
+
+    /// The metrics label.
     pub fn name(self) -> &'static str {
         match self {
             Decision::Send {
@@ -357,5 +380,21 @@ mod tests {
             patience: Duration::ZERO,
         };
         assert_eq!(decide(&[failing(false), up(1)], fresh(), &rules), FALLBACK);
+    }
+
+    #[test]
+    fn decision_labels_follow_all() {
+        for (i, d) in Decision::ALL.into_iter().enumerate() {
+            assert_eq!(d.index(), i);
+        }
+        let probe = Decision::Send {
+            to: Processor::Fallback,
+            probe: true,
+        };
+        assert_eq!(probe.index(), FALLBACK.index());
+        let mut names: Vec<_> = Decision::ALL.iter().map(|d| d.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Decision::ALL.len());
     }
 }

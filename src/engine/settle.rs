@@ -823,4 +823,15 @@ mod tests {
         );
         assert_eq!(n, resolved(facts.stage, record(D, T), Resolved::Recorded));
     }
+
+    #[test]
+    fn resolved_labels_follow_all() {
+        for (i, r) in Resolved::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut names: Vec<_> = Resolved::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Resolved::ALL.len());
+    }
 }

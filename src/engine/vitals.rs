@@ -80,6 +80,17 @@ impl State {
         State::Probing,
     ];
 
+    /// Position in [`State::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            State::Healthy => 0,
+            State::Degraded => 1,
+            State::Failing => 2,
+            State::Probing => 3,
+        }
+    }
+
+    /// The metrics label.
     pub fn name(self) -> &'static str {
         match self {
             State::Healthy => "healthy",
@@ -689,6 +700,17 @@ mod tests {
             t + ms(1),
         );
         assert_eq!(timeout_for(s.expected(t + ms(1)), ceiling), ceiling);
+    }
+
+    #[test]
+    fn state_labels_follow_all() {
+        for (i, s) in State::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i);
+        }
+        let mut names: Vec<_> = State::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), State::ALL.len());
     }
 
     #[test]
