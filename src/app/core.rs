@@ -20,7 +20,7 @@ use crate::app::metrics::Metrics;
 use crate::engine::queue::Backlog;
 use crate::engine::vitals::{Signals, View};
 use crate::ledger::Ledger;
-use crate::upstream::health::Board;
+use crate::upstream::health::board::Board;
 use http1::client::Client;
 
 /// Hashes a correlationId, already a uniformly random 128-bit value, by folding it.

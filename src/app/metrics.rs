@@ -100,7 +100,6 @@ impl Metrics {
         self.resolved[r.index()].fetch_add(1, Relaxed);
     }
 
-
     /// Writes every metric in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let sum = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).sum::<u64>();
@@ -152,7 +151,12 @@ impl Metrics {
                         p.name(),
                         s.name()
                     );
-                    sample(out, "gateway_processor_state", &labels, u8::from(s.index() == now));
+                    sample(
+                        out,
+                        "gateway_processor_state",
+                        &labels,
+                        u8::from(s.index() == now),
+                    );
                 }
             }
         }
@@ -297,8 +301,8 @@ impl Metrics {
 impl PollCounter for Metrics {
     fn health_poll(&self, p: Processor, r: &Result<Report, PollError>) {
         if let Ok(rep) = r {
-            let v = (u64::from(rep.health.failing) << 63)
-                | rep.health.min_response.as_millis() as u64;
+            let v =
+                (u64::from(rep.health.failing) << 63) | rep.health.min_response.as_millis() as u64;
             self.health[p.index()].store(v, Relaxed);
         }
         self.health_polls[p.index()][Polled::of(r).index()].fetch_add(1, Relaxed);

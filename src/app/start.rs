@@ -17,7 +17,7 @@ use crate::intake::routes::Api;
 use crate::ledger::memory::{MemoryLedger, MemoryStore};
 use crate::ledger::redis::RedisLedger;
 use crate::ledger::Ledger;
-use crate::upstream::health::{Mode, Monitor};
+use crate::upstream::health::monitor::{Mode, Monitor};
 use http1::client::Client;
 
 /// Binds, starts one runtime per core, and serves until the process ends. Errors are

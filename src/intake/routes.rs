@@ -8,7 +8,7 @@ use crate::engine::payment::Payment;
 use crate::intake::body::parse_body;
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
 use crate::ledger::{Ledger, Summary, Window};
-use crate::upstream::health::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
+use crate::upstream::health::encoding::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
 use domain::money::write_cents;
 use domain::time::{now_micros, parse_iso, Round};
 use http1::request::{query_param, Method, Request};
