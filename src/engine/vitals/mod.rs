@@ -12,42 +12,32 @@
 //! ```
 //!
 //! Every method takes the clock as an argument: the state machine is pure and its
-//! tests run on a controllable clock.
+//! tests run on a controllable clock. Its parts: [`latency`] (average and percentile
+//! of the answers), [`flight`] (requests in flight, and their age as a stall) and
+//! [`throttle`] (the in-flight limit and the pause after a payment is turned away).
 
-use std::collections::VecDeque;
+pub mod flight;
+pub mod latency;
+pub mod throttle;
+
 use std::time::Duration;
 
 use monoio::time::Instant;
 
 use crate::upstream::report::Health;
+use flight::InFlight;
+pub use flight::Ticket;
+use latency::Latency;
+use throttle::Throttle;
 
 /// Failures in a row (500s, refused connections, timeouts) before a processor counts
 /// as failing: one is noise, three at the official rates is a few milliseconds.
 pub const FAIL_AFTER: u32 = 3;
-/// Weight of the newest answer in the latency average: half, so that a change of the
-/// processor's delay shows within a few answers.
-const EWMA_WEIGHT: f64 = 0.5;
 /// Weight of the newest outcome in the error and timeout shares: about the last ten.
 const RATE_WEIGHT: f64 = 0.1;
-/// Answers kept for the latency percentile.
-const RECENT: usize = 128;
-/// In-flight requests that must all be older than the average before their age counts
-/// as the expected latency: one stuck request is not a slow processor.
-const STALL_QUORUM: usize = 3;
 /// A degraded processor is healthy again once its expected latency is below this
 /// share of the deadline (hysteresis, so that it does not flap at the boundary).
 const RECOVER_SHARE: f64 = 0.8;
-/// Smallest in-flight limit a 429 can push a processor down to.
-const MIN_CAP: usize = 4;
-/// After a payment is turned away (429, or another 4XX but 422) nothing more is sent to
-/// that processor for this long; each one turned away that was sent after the pause
-/// ended doubles the next pause, up to [`BUSY_PAUSE_MAX`].
-/// Payments wait in the backlog meanwhile, so a processor whose queue is full is not
-/// asked again at round-trip speed, however many payments are waiting.
-const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(50);
-/// Longest pause after payments turned away in a row. The processor suggests 5 s (`Retry-After`), but
-/// its queue drains in well under that when its delay is short.
-const BUSY_PAUSE_MAX: Duration = Duration::from_millis(1_000);
 /// How long a health report is believed: one poll per 5 s window, plus the wait for
 /// that window.
 pub const HEALTH_FRESH: Duration = Duration::from_millis(11_000);
@@ -120,15 +110,6 @@ pub enum Outcome {
     TimedOut,
 }
 
-/// A request in flight, returned by [`Signals::start`] and given back to
-/// [`Signals::finish`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
-    seq: u64,
-    started: Instant,
-    pub probe: bool,
-}
-
 /// What the policy needs to know about a processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct View {
@@ -147,27 +128,14 @@ pub struct Signals {
     state: State,
     deadline: Duration,
     probe_interval: Duration,
-    /// Latency average in microseconds (None before the first answer).
-    ewma_us: Option<f64>,
-    recent: VecDeque<Duration>,
+    latency: Latency,
     failures_in_a_row: u32,
-    /// Running shares of failures and timeouts among outcomes (same weight as latency).
+    /// Running shares of failures and timeouts among outcomes (weighted by
+    /// `RATE_WEIGHT`).
     error_rate: f64,
     timeout_rate: f64,
-    /// Start times of requests in flight (and whether each is a probe), by sequence
-    /// number from `first_seq`; `None` once finished (removed when they reach the
-    /// front).
-    starts: VecDeque<Option<(Instant, bool)>>,
-    first_seq: u64,
-    in_flight: usize,
-    probes_in_flight: usize,
-    cap: usize,
-    max_cap: usize,
-    /// Nothing is sent before this, after a payment was turned away.
-    busy_until: Option<Instant>,
-    /// The last pause after a payment was turned away; zero once something was answered
-    /// since.
-    busy_pause: Duration,
+    flight: InFlight,
+    throttle: Throttle,
     next_probe: Option<Instant>,
     health: Option<(Health, Instant)>,
     last_answer: Option<Instant>,
@@ -176,24 +144,16 @@ pub struct Signals {
 
 impl Signals {
     pub fn new(max_in_flight: usize, deadline: Duration, probe_interval: Duration) -> Signals {
-        let max_cap = max_in_flight.max(1);
         Signals {
             state: State::Healthy,
             deadline,
             probe_interval,
-            ewma_us: None,
-            recent: VecDeque::with_capacity(RECENT),
+            latency: Latency::default(),
             failures_in_a_row: 0,
             error_rate: 0.0,
             timeout_rate: 0.0,
-            starts: VecDeque::new(),
-            first_seq: 0,
-            in_flight: 0,
-            probes_in_flight: 0,
-            cap: max_cap,
-            max_cap,
-            busy_until: None,
-            busy_pause: Duration::ZERO,
+            flight: InFlight::default(),
+            throttle: Throttle::new(max_in_flight),
             next_probe: None,
             health: None,
             last_answer: None,
@@ -206,11 +166,11 @@ impl Signals {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.flight.count()
     }
 
     pub fn cap(&self) -> usize {
-        self.cap
+        self.throttle.cap()
     }
 
     pub fn error_rate(&self) -> f64 {
@@ -223,99 +183,51 @@ impl Signals {
 
     /// The latency average, if anything answered yet.
     pub fn ewma(&self) -> Option<Duration> {
-        self.ewma_us.map(|us| Duration::from_micros(us as u64))
+        self.latency.ewma()
     }
 
     /// The 99th percentile of the last answers.
     pub fn p99(&self) -> Option<Duration> {
-        if self.recent.is_empty() {
-            return None;
-        }
-        let mut v: Vec<Duration> = self.recent.iter().copied().collect();
-        v.sort_unstable();
-        let i = (v.len() * 99).div_ceil(100).saturating_sub(1);
-        Some(v[i])
+        self.latency.p99()
     }
 
     /// A request starts now.
     pub fn start(&mut self, now: Instant, probe: bool) -> Ticket {
-        let seq = self.first_seq + self.starts.len() as u64;
-        self.starts.push_back(Some((now, probe)));
-        self.in_flight += 1;
-        if probe {
-            self.probes_in_flight += 1;
-            if self.state == State::Failing {
-                self.state = State::Probing;
-            }
+        let ticket = self.flight.start(now, probe);
+        if probe && self.state == State::Failing {
+            self.state = State::Probing;
         }
         self.next_probe = Some(now + self.probe_interval);
-        Ticket {
-            seq,
-            started: now,
-            probe,
-        }
+        ticket
     }
 
     /// A started request was not sent after all (a lookup settled the payment first).
     pub fn cancel(&mut self, ticket: Ticket) {
-        self.end(ticket);
-        if self.state == State::Probing && self.probes_in_flight == 0 {
+        self.flight.end(ticket);
+        if self.state == State::Probing && self.flight.probes() == 0 {
             self.state = State::Failing;
-        }
-    }
-
-    /// Forgets a request in flight.
-    fn end(&mut self, ticket: Ticket) {
-        if let Some(i) = ticket.seq.checked_sub(self.first_seq) {
-            if let Some(slot) = self.starts.get_mut(i as usize) {
-                *slot = None;
-            }
-        }
-        while self.starts.front() == Some(&None) {
-            self.starts.pop_front();
-            self.first_seq += 1;
-        }
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if ticket.probe {
-            self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         }
     }
 
     /// A request ends with `outcome`.
     pub fn finish(&mut self, ticket: Ticket, outcome: Outcome, now: Instant) {
-        self.end(ticket);
+        self.flight.end(ticket);
         let share = |hit: bool, rate: f64| rate + (f64::from(u8::from(hit)) - rate) * RATE_WEIGHT;
         self.error_rate = share(outcome == Outcome::Failed, self.error_rate);
         self.timeout_rate = share(outcome == Outcome::TimedOut, self.timeout_rate);
         match outcome {
             Outcome::Answered => {
-                let latency = now.saturating_duration_since(ticket.started);
-                let us = latency.as_micros() as f64;
-                self.ewma_us = Some(match self.ewma_us {
-                    None => us,
-                    Some(avg) => avg + (us - avg) * EWMA_WEIGHT,
-                });
-                if self.recent.len() == RECENT {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(latency);
+                self.latency
+                    .record(now.saturating_duration_since(ticket.started));
                 self.last_answer = Some(now);
                 self.failures_in_a_row = 0;
-                self.cap = (self.cap + 1).min(self.max_cap);
-                self.busy_pause = Duration::ZERO;
+                self.throttle.answered();
                 if !self.state.is_up() {
                     self.state = State::Healthy;
                 }
                 self.reclassify(now);
             }
-            Outcome::TurnedAway => {
-                self.cap = (self.cap / 2).max(MIN_CAP.min(self.max_cap));
-                // Requests sent before the current pause ended add nothing to it.
-                if self.busy_until.is_none_or(|t| ticket.started >= t) {
-                    self.busy_pause = (self.busy_pause * 2).clamp(BUSY_PAUSE_FIRST, BUSY_PAUSE_MAX);
-                    self.busy_until = Some(now + self.busy_pause);
-                }
-            }
+            Outcome::TurnedAway => self.throttle.turned_away(ticket.started, now),
             Outcome::Failed | Outcome::TimedOut => {
                 self.failures_in_a_row += 1;
                 self.last_failure = Some(now);
@@ -324,7 +236,7 @@ impl Signals {
                 }
             }
         }
-        if self.state == State::Probing && self.probes_in_flight == 0 {
+        if self.state == State::Probing && self.flight.probes() == 0 {
             self.state = State::Failing;
         }
     }
@@ -352,7 +264,7 @@ impl Signals {
     }
 
     fn fail(&mut self, now: Instant) {
-        self.state = if self.probes_in_flight > 0 {
+        self.state = if self.flight.probes() > 0 {
             State::Probing
         } else {
             State::Failing
@@ -385,22 +297,10 @@ impl Signals {
             (fresh && newer).then_some(h.min_response)
         });
         let e = reported.or(self.ewma()).unwrap_or_default();
-        match self.stalled_for(now) {
+        match self.flight.stalled_for(now) {
             Some(stalled) => e.max(stalled),
             None => e,
         }
-    }
-
-    /// Age of the `STALL_QUORUM`-th oldest request in flight. Probes do not count:
-    /// they were sent while the processor was failing, and its delay then says nothing
-    /// about the payments sent after it recovered.
-    fn stalled_for(&self, now: Instant) -> Option<Duration> {
-        self.starts
-            .iter()
-            .flatten()
-            .filter(|(_, probe)| !probe)
-            .nth(STALL_QUORUM - 1)
-            .map(|(t, _)| now.saturating_duration_since(*t))
     }
 
     /// The view the policy decides on. Re-evaluates Healthy/Degraded first, so that a
@@ -413,11 +313,7 @@ impl Signals {
         View {
             state: self.state,
             expected,
-            free: if self.busy_until.is_some_and(|t| now < t) {
-                0
-            } else {
-                self.cap.saturating_sub(self.in_flight)
-            },
+            free: self.throttle.free(now, self.flight.count()),
             probe_due: self.next_probe.is_none_or(|t| now >= t),
         }
     }
@@ -434,6 +330,7 @@ pub fn timeout_for(expected: Duration, ceiling: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use throttle::{BUSY_PAUSE_FIRST, MIN_CAP};
 
     const DEADLINE: Duration = Duration::from_millis(1_500);
     const PROBE: Duration = Duration::from_millis(200);
@@ -711,17 +608,5 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), State::ALL.len());
-    }
-
-    #[test]
-    fn latency_percentile() {
-        let t0 = Instant::now();
-        let mut s = signals();
-        assert_eq!(s.p99(), None);
-        let mut t = t0;
-        for i in 1..=100 {
-            t = one(&mut s, t, ms(i), Outcome::Answered);
-        }
-        assert_eq!(s.p99(), Some(ms(99)));
     }
 }
