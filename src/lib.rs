@@ -17,7 +17,7 @@
 //! - [`http::request`]: our HTTP/1.1 parser (`Status::Partial` is not an error; named
 //!   limits give 431/413/411/400). [`http::response`]: pre-serialized answers.
 //! - [`api`]: the endpoints. `POST /payments` validates ([`payment`], [`money`]),
-//!   marks the correlationId accepted ([`gateway::Shared`]), pushes on the core's
+//!   marks the correlationId accepted ([`gateway::Instance`]), pushes on the core's
 //!   [`queue::Backlog`] and answers a constant 202.
 //!
 //! Payment path:

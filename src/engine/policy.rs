@@ -12,7 +12,7 @@
 //! 4. The fallback when it can, and the default cannot: because it is too slow or
 //!    full (a payment sent there cannot be moved), or because it is failing and the
 //!    payment has already waited the patience (waiting keeps every option open, but
-//!    risks the payment; see [`crate::app::config::Config::patience`]).
+//!    risks the payment; see [`crate::app::config::GatewayConfig::patience`]).
 //! 5. Past the deadline, the cheapest processor that works (waiting for a slot of a
 //!    working default rather than paying the fallback).
 //! 6. Otherwise wait.

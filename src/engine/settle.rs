@@ -121,7 +121,7 @@ pub struct Next {
 
 /// The first action of an attempt on `on`: an uncertain payment is looked up there
 /// before it is sent again; any other payment is sent.
-pub fn start(stage: Stage, on: Processor) -> Action {
+pub fn first_action(stage: Stage, on: Processor) -> Action {
     if pinned_to(stage, on) {
         Action::LookUp(Asked::BeforeSending)
     } else {
@@ -750,10 +750,13 @@ mod tests {
     fn an_uncertain_payment_is_looked_up_before_it_is_sent_again() {
         let base = Instant::now();
         let pinned = uncertain_since(base, ms(0));
-        assert_eq!(start(pinned, D), Action::LookUp(Asked::BeforeSending));
-        assert_eq!(start(pinned, F), Action::Send);
-        assert_eq!(start(Stage::Queued, D), Action::Send);
-        assert_eq!(start(Stage::Queued, F), Action::Send);
+        assert_eq!(
+            first_action(pinned, D),
+            Action::LookUp(Asked::BeforeSending)
+        );
+        assert_eq!(first_action(pinned, F), Action::Send);
+        assert_eq!(first_action(Stage::Queued, D), Action::Send);
+        assert_eq!(first_action(Stage::Queued, F), Action::Send);
     }
 
     #[test]
@@ -805,7 +808,10 @@ mod tests {
         let n = settle(&facts, D, timeout, base, SETTLE);
         assert_eq!(n, then(uncertain_since(base, ms(0)), Action::PlaceLater));
         // The next attempt there looks up first, then sends the same requestedAt.
-        assert_eq!(start(n.stage, D), Action::LookUp(Asked::BeforeSending));
+        assert_eq!(
+            first_action(n.stage, D),
+            Action::LookUp(Asked::BeforeSending)
+        );
         let facts = Facts {
             stage: n.stage,
             requested_at: at,

@@ -11,8 +11,8 @@ use monoio::time::Instant;
 /// as the expected latency: one stuck request is not a slow processor.
 const STALL_QUORUM: usize = 3;
 
-/// A request in flight, returned by [`super::Signals::start`] and given back to
-/// [`super::Signals::finish`].
+/// A request in flight, returned by [`super::Vitals::start`] and given back to
+/// [`super::Vitals::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     seq: u64,

@@ -96,9 +96,9 @@ impl State {
     }
 }
 
-/// The result of one `POST /payments` for the signals.
+/// The signal one `POST /payments` attempt gives about the processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum AttemptSignal {
     /// An answer that shows the processor working (200 or 422).
     Answered,
     /// 500, another refusal, or no connection.
@@ -122,9 +122,10 @@ pub struct View {
     pub probe_due: bool,
 }
 
-/// One processor's signals on one core.
+/// One processor's vitals on one core: what its requests and the health reports
+/// showed, and the state built on them.
 #[derive(Debug)]
-pub struct Signals {
+pub struct Vitals {
     state: State,
     deadline: Duration,
     probe_interval: Duration,
@@ -142,9 +143,9 @@ pub struct Signals {
     last_failure: Option<Instant>,
 }
 
-impl Signals {
-    pub fn new(max_in_flight: usize, deadline: Duration, probe_interval: Duration) -> Signals {
-        Signals {
+impl Vitals {
+    pub fn new(max_in_flight: usize, deadline: Duration, probe_interval: Duration) -> Vitals {
+        Vitals {
             state: State::Healthy,
             deadline,
             probe_interval,
@@ -210,13 +211,13 @@ impl Signals {
     }
 
     /// A request ends with `outcome`.
-    pub fn finish(&mut self, ticket: Ticket, outcome: Outcome, now: Instant) {
+    pub fn finish(&mut self, ticket: Ticket, outcome: AttemptSignal, now: Instant) {
         self.flight.end(ticket);
         let share = |hit: bool, rate: f64| rate + (f64::from(u8::from(hit)) - rate) * RATE_WEIGHT;
-        self.error_rate = share(outcome == Outcome::Failed, self.error_rate);
-        self.timeout_rate = share(outcome == Outcome::TimedOut, self.timeout_rate);
+        self.error_rate = share(outcome == AttemptSignal::Failed, self.error_rate);
+        self.timeout_rate = share(outcome == AttemptSignal::TimedOut, self.timeout_rate);
         match outcome {
-            Outcome::Answered => {
+            AttemptSignal::Answered => {
                 self.latency
                     .record(now.saturating_duration_since(ticket.started));
                 self.last_answer = Some(now);
@@ -227,8 +228,8 @@ impl Signals {
                 }
                 self.reclassify(now);
             }
-            Outcome::TurnedAway => self.throttle.turned_away(ticket.started, now),
-            Outcome::Failed | Outcome::TimedOut => {
+            AttemptSignal::TurnedAway => self.throttle.turned_away(ticket.started, now),
+            AttemptSignal::Failed | AttemptSignal::TimedOut => {
                 self.failures_in_a_row += 1;
                 self.last_failure = Some(now);
                 if self.failures_in_a_row >= FAIL_AFTER || ticket.probe {
@@ -339,12 +340,12 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn signals() -> Signals {
-        Signals::new(10, DEADLINE, PROBE)
+    fn vitals() -> Vitals {
+        Vitals::new(10, DEADLINE, PROBE)
     }
 
     /// Sends one request at `t` that ends `after` later with `outcome`.
-    fn one(s: &mut Signals, t: Instant, after: Duration, outcome: Outcome) -> Instant {
+    fn one(s: &mut Vitals, t: Instant, after: Duration, outcome: AttemptSignal) -> Instant {
         let k = s.start(t, false);
         s.finish(k, outcome, t + after);
         t + after
@@ -353,21 +354,21 @@ mod tests {
     #[test]
     fn healthy_to_degraded_and_back_by_latency() {
         let t0 = Instant::now();
-        let mut s = signals();
-        let mut t = one(&mut s, t0, ms(5), Outcome::Answered);
+        let mut s = vitals();
+        let mut t = one(&mut s, t0, ms(5), AttemptSignal::Answered);
         assert_eq!(s.view(t).state, State::Healthy);
         for _ in 0..4 {
-            t = one(&mut s, t, ms(2_000), Outcome::Answered);
+            t = one(&mut s, t, ms(2_000), AttemptSignal::Answered);
         }
         assert_eq!(s.view(t).state, State::Degraded);
         assert!(s.view(t).expected > DEADLINE);
         // Back below the deadline but above the hysteresis share: still degraded.
         for _ in 0..8 {
-            t = one(&mut s, t, ms(1_300), Outcome::Answered);
+            t = one(&mut s, t, ms(1_300), AttemptSignal::Answered);
         }
         assert_eq!(s.view(t).state, State::Degraded);
         for _ in 0..8 {
-            t = one(&mut s, t, ms(20), Outcome::Answered);
+            t = one(&mut s, t, ms(20), AttemptSignal::Answered);
         }
         assert_eq!(s.view(t).state, State::Healthy);
     }
@@ -375,8 +376,8 @@ mod tests {
     #[test]
     fn requests_in_flight_show_a_slowdown_before_any_answer() {
         let t0 = Instant::now();
-        let mut s = signals();
-        one(&mut s, t0, ms(1), Outcome::Answered);
+        let mut s = vitals();
+        one(&mut s, t0, ms(1), AttemptSignal::Answered);
         let tickets: Vec<Ticket> = (0..3).map(|_| s.start(t0, false)).collect();
         assert_eq!(s.view(t0 + ms(100)).state, State::Healthy);
         let late = t0 + ms(1_600);
@@ -385,7 +386,7 @@ mod tests {
         assert_eq!(v.expected, ms(1_600));
         assert_eq!(v.free, 7);
         for k in tickets {
-            s.finish(k, Outcome::Answered, t0 + ms(10));
+            s.finish(k, AttemptSignal::Answered, t0 + ms(10));
         }
         assert_eq!(s.in_flight(), 0);
     }
@@ -393,16 +394,16 @@ mod tests {
     #[test]
     fn probes_in_flight_are_not_a_slowdown() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for _ in 0..FAIL_AFTER {
-            t = one(&mut s, t, ms(1), Outcome::Failed);
+            t = one(&mut s, t, ms(1), AttemptSignal::Failed);
         }
         // Probes sent into a 2 s failing delay; the processor recovers and a new probe
         // answers at once: the old probes still out must not make it look slow.
         let _old: Vec<Ticket> = (0..5).map(|i| s.start(t + ms(i * 10), true)).collect();
         let k = s.start(t + ms(900), true);
-        s.finish(k, Outcome::Answered, t + ms(905));
+        s.finish(k, AttemptSignal::Answered, t + ms(905));
         let v = s.view(t + ms(1_800));
         assert_eq!(v.state, State::Healthy);
         assert_eq!(v.expected, ms(5));
@@ -411,8 +412,8 @@ mod tests {
     #[test]
     fn one_stuck_request_is_not_a_slowdown() {
         let t0 = Instant::now();
-        let mut s = signals();
-        one(&mut s, t0, ms(1), Outcome::Answered);
+        let mut s = vitals();
+        one(&mut s, t0, ms(1), AttemptSignal::Answered);
         let _stuck = s.start(t0, false);
         assert_eq!(s.view(t0 + ms(5_000)).state, State::Healthy);
     }
@@ -420,10 +421,10 @@ mod tests {
     #[test]
     fn failures_in_a_row_make_it_failing_and_an_answer_heals_it() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for n in 1..=FAIL_AFTER {
-            t = one(&mut s, t, ms(10), Outcome::Failed);
+            t = one(&mut s, t, ms(10), AttemptSignal::Failed);
             let want = if n < FAIL_AFTER {
                 State::Healthy
             } else {
@@ -437,39 +438,39 @@ mod tests {
         let k = s.start(t + PROBE, true);
         assert_eq!(s.state(), State::Probing);
         assert!(!s.view(t + PROBE).probe_due);
-        s.finish(k, Outcome::Answered, t + PROBE + ms(3));
+        s.finish(k, AttemptSignal::Answered, t + PROBE + ms(3));
         assert_eq!(s.state(), State::Healthy);
     }
 
     #[test]
     fn a_failed_probe_returns_to_failing() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for _ in 0..FAIL_AFTER {
-            t = one(&mut s, t, ms(1), Outcome::Failed);
+            t = one(&mut s, t, ms(1), AttemptSignal::Failed);
         }
         let k = s.start(t + PROBE, true);
         assert_eq!(s.state(), State::Probing);
-        s.finish(k, Outcome::Failed, t + PROBE + ms(100));
+        s.finish(k, AttemptSignal::Failed, t + PROBE + ms(100));
         assert_eq!(s.state(), State::Failing);
         // Probes overlap: a second one may start while the first is out.
         let a = s.start(t + ms(600), true);
         let b = s.start(t + ms(800), true);
-        s.finish(a, Outcome::Failed, t + ms(900));
+        s.finish(a, AttemptSignal::Failed, t + ms(900));
         assert_eq!(s.state(), State::Probing, "the other probe is still out");
         assert_eq!(s.view(t + ms(900)).free, 9);
-        s.finish(b, Outcome::Answered, t + ms(950));
+        s.finish(b, AttemptSignal::Answered, t + ms(950));
         assert_eq!(s.state(), State::Healthy);
     }
 
     #[test]
     fn timeouts_count_as_failures() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for _ in 0..FAIL_AFTER {
-            t = one(&mut s, t, ms(6_000), Outcome::TimedOut);
+            t = one(&mut s, t, ms(6_000), AttemptSignal::TimedOut);
         }
         assert_eq!(s.state(), State::Failing);
         assert!(s.timeout_rate() > 0.0);
@@ -479,7 +480,7 @@ mod tests {
     #[test]
     fn health_reports_switch_state() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let failing = Health {
             failing: true,
             min_response: ms(100),
@@ -487,7 +488,7 @@ mod tests {
         s.on_health(failing, t0, t0);
         assert_eq!(s.state(), State::Failing);
         // A report older than our own last failure does not heal it.
-        let t1 = one(&mut s, t0 + ms(10), ms(5), Outcome::Failed);
+        let t1 = one(&mut s, t0 + ms(10), ms(5), AttemptSignal::Failed);
         let ok = Health {
             failing: false,
             min_response: ms(0),
@@ -505,7 +506,7 @@ mod tests {
         assert_eq!(s.view(t1 + ms(4)).state, State::Degraded);
         assert_eq!(s.view(t1 + ms(4)).expected, ms(2_000));
         // A newer answer outweighs the report.
-        let t2 = one(&mut s, t1 + ms(5), ms(10), Outcome::Answered);
+        let t2 = one(&mut s, t1 + ms(5), ms(10), AttemptSignal::Answered);
         assert_eq!(s.view(t2).expected, ms(10));
         // ...and a newer report outweighs the answers: the processor says it is fast again.
         s.on_health(
@@ -522,13 +523,13 @@ mod tests {
         // outweighed by it.
         s.on_health(failing, t2 + ms(1) - ms(1), t2 + ms(2));
         assert_eq!(s.state(), State::Healthy);
-        let t3 = one(&mut s, t2 + ms(3), ms(1), Outcome::Answered);
+        let t3 = one(&mut s, t2 + ms(3), ms(1), AttemptSignal::Answered);
         s.on_health(failing, t3 - ms(1), t3);
         assert_eq!(s.state(), State::Healthy);
         s.on_health(failing, t3 + ms(1), t3 + ms(1));
         assert_eq!(s.state(), State::Failing);
         // A stale report is ignored.
-        let mut s = signals();
+        let mut s = vitals();
         s.on_health(failing, t0, t0 + HEALTH_FRESH + ms(1));
         assert_eq!(s.state(), State::Healthy);
     }
@@ -536,15 +537,15 @@ mod tests {
     #[test]
     fn too_many_requests_halve_the_limit_and_answers_grow_it_back() {
         let t0 = Instant::now();
-        let mut s = signals();
-        let t = one(&mut s, t0, ms(1), Outcome::TurnedAway);
+        let mut s = vitals();
+        let t = one(&mut s, t0, ms(1), AttemptSignal::TurnedAway);
         assert_eq!(s.cap(), 5);
-        let t = one(&mut s, t, ms(1), Outcome::TurnedAway);
+        let t = one(&mut s, t, ms(1), AttemptSignal::TurnedAway);
         assert_eq!(s.cap(), MIN_CAP);
         assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");
         let mut t = t;
         for _ in 0..20 {
-            t = one(&mut s, t, ms(1), Outcome::Answered);
+            t = one(&mut s, t, ms(1), AttemptSignal::Answered);
         }
         assert_eq!(s.cap(), 10);
     }
@@ -552,28 +553,28 @@ mod tests {
     #[test]
     fn a_429_pauses_the_processor_longer_each_time_until_an_answer() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         // Two requests out; the first is turned away: nothing may be sent for 50 ms.
         let (a, b) = (s.start(t0, false), s.start(t0, false));
-        s.finish(a, Outcome::TurnedAway, t0 + ms(1));
+        s.finish(a, AttemptSignal::TurnedAway, t0 + ms(1));
         let paused = t0 + ms(1);
         assert_eq!(s.view(paused).free, 0);
         assert_eq!(s.view(paused + BUSY_PAUSE_FIRST - ms(1)).free, 0);
         // The other one, sent before the pause, is turned away too: no longer pause.
-        s.finish(b, Outcome::TurnedAway, t0 + ms(2));
+        s.finish(b, AttemptSignal::TurnedAway, t0 + ms(2));
         let free = s.cap() - s.in_flight();
         assert_eq!(s.view(paused + BUSY_PAUSE_FIRST).free, free);
         // Each 429 to a request sent after a pause doubles the next one...
         let mut at = paused + BUSY_PAUSE_FIRST;
         for pause in [100, 200, 400, 800, 1_000, 1_000] {
-            let end = one(&mut s, at, ms(1), Outcome::TurnedAway);
+            let end = one(&mut s, at, ms(1), AttemptSignal::TurnedAway);
             assert_eq!(s.view(end + ms(pause) - ms(1)).free, 0, "{pause} ms");
             at = end + ms(pause);
             assert!(s.view(at).free > 0, "{pause} ms");
         }
         // ...until something is answered: the next 429 pauses for the first length again.
-        let end = one(&mut s, at, ms(1), Outcome::Answered);
-        let end = one(&mut s, end, ms(1), Outcome::TurnedAway);
+        let end = one(&mut s, at, ms(1), AttemptSignal::Answered);
+        let end = one(&mut s, end, ms(1), AttemptSignal::TurnedAway);
         assert_eq!(s.view(end + BUSY_PAUSE_FIRST - ms(1)).free, 0);
         assert!(s.view(end + BUSY_PAUSE_FIRST).free > 0);
         assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");
@@ -582,10 +583,10 @@ mod tests {
     #[test]
     fn timeouts_follow_the_expected_latency() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let ceiling = ms(6_000);
         assert_eq!(timeout_for(s.expected(t0), ceiling), TIMEOUT_FLOOR);
-        let t = one(&mut s, t0, ms(1_000), Outcome::Answered);
+        let t = one(&mut s, t0, ms(1_000), AttemptSignal::Answered);
         assert_eq!(timeout_for(s.expected(t), ceiling), ms(3_000));
         assert_eq!(timeout_for(s.expected(t), ms(2_000)), ms(2_000));
         s.on_health(

@@ -2,7 +2,7 @@
 //!
 //! The monitor (or a peer's push) sets reports; each core's dispatcher reads them when
 //! the [`Board::version`] changes and feeds them into its
-//! [`crate::engine::vitals::Signals`].
+//! [`crate::engine::vitals::Vitals`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

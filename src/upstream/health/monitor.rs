@@ -54,7 +54,7 @@ enum Election {
 }
 
 /// Where the monitor shares its reports.
-pub enum Mode {
+pub enum Sharing {
     /// Memory ledger: elect among `peers`, push to them.
     Peers(Vec<Addr>),
     /// Redis ledger: lease and share through Redis.
@@ -72,9 +72,9 @@ pub struct Monitor {
 
 impl Monitor {
     /// Runs the monitor of this instance forever: one task per processor.
-    pub async fn run(self: Rc<Self>, mode: Mode) {
-        match mode {
-            Mode::Peers(peers) => {
+    pub async fn run(self: Rc<Self>, sharing: Sharing) {
+        match sharing {
+            Sharing::Peers(peers) => {
                 let peers: Rc<Vec<Client>> =
                     Rc::new(peers.into_iter().map(|a| Client::new(a, 1)).collect());
                 let other = monoio::spawn({
@@ -84,7 +84,7 @@ impl Monitor {
                 self.run_peers(Processor::Default, &peers).await;
                 other.await;
             }
-            Mode::Redis(target) => {
+            Sharing::Redis(target) => {
                 let other = monoio::spawn({
                     let (m, t) = (self.clone(), target.clone());
                     async move { m.run_redis(Processor::Fallback, &t).await }
