@@ -1,4 +1,5 @@
-//! Configuration from environment variables (the interface contract in `design.md`).
+//! Configuration from environment variables (listed in the README's configuration
+//! table, with their defaults).
 //!
 //! Every variable is read once at startup. A bad value is a [`ConfigError`] naming the
 //! variable and what is wrong with it; the binary prints it and exits.

@@ -149,7 +149,7 @@ pub fn decide(views: &[View; 2], pay: Placing, rules: &Rules) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    //! One test per stage of both official scenarios (`spec/challenge.md`), with the
+    //! One test per stage of both official scenarios (`docs/routing.md`), with the
     //! views the signals show in that stage, plus the transitions between them.
     use super::*;
 

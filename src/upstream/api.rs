@@ -86,7 +86,7 @@ pub async fn post_payment(
     }
 }
 
-/// Maps a `POST /payments` status to its meaning (`spec/processor.md`): only 200
+/// Maps a `POST /payments` status to its meaning (`docs/payment-life.md`): only 200
 /// stores; 422 means stored before; 500, 429 and other 4XX store nothing. A status the
 /// processor never sends itself (a proxy's 502 or 504) proves nothing.
 pub fn classify(status: u16) -> PostOutcome {
