@@ -3,49 +3,63 @@
 //! # Architecture map
 //!
 //! ```text
-//! client ──► server ──► api ──► queue (per-core backlog) ──► worker ──► processor ──► http::client
-//!                        │                                      │
-//!                        └── ledger (summary, purge) ◄──────────┘ (record settled payments)
+//! client ──► intake::routes ──► engine::queue (per-core backlog) ──► engine::dispatch ──► upstream::api ──► processor
+//!                 │                                                        │
+//!                 └── ledger (summary, purge) ◄────────────────────────────┘ (record settled payments)
 //! ```
 //!
-//! Request path (one monoio runtime per core, [`runtime`]):
-//! - [`server`]: binds (SO_REUSEPORT per core for TCP), accepts, and runs the
-//!   connection loop: read, parse every complete request, answer, write once.
-//! - [`handoff`]: with `HANDOFF` set, also takes client connections the lb accepted
-//!   and passed over a Unix socket ([`fdpass`]: SCM_RIGHTS, one of the crate's two
-//!   unsafe modules), and serves them with the same connection loop.
-//! - [`http::request`]: our HTTP/1.1 parser (`Status::Partial` is not an error; named
-//!   limits give 431/413/411/400). [`http::response`]: pre-serialized answers.
-//! - [`api`]: the endpoints. `POST /payments` validates ([`payment`], [`money`]),
-//!   marks the correlationId accepted ([`gateway::Shared`]), pushes on the core's
-//!   [`queue::Backlog`] and answers a constant 202.
+//! Folders depend downwards: [`app`] on [`intake`], [`engine`], [`upstream`] and
+//! [`ledger`], and those on the leaf modules [`processor`] and [`upstream::report`].
+//! Two tasks run on the per-core state of [`app::core::Core`] (with its metrics and
+//! configuration) and so look up into [`app`]: the dispatcher
+//! ([`engine::dispatch`]) and the endpoints ([`intake::routes`]); the backlog
+//! preallocates the default queue capacity of [`app::config`].
+//! The HTTP/1.1 server and client, listeners, runtimes and fd passing live in the
+//! workspace's `http1` and `net` crates; the Redis wire in `redis-wire`; money, ids and
+//! ISO-8601 times in `domain`.
 //!
-//! Payment path:
-//! - [`worker`]: one dispatcher per core places each payment by [`policy::decide`]
-//!   (a pure function of [`signals`] views, the payment's age and the configuration)
-//!   and starts one attempt task per placement; attempts settle payments by the
-//!   exactly-once rules (fixed `requestedAt` per processor, 422 proven by lookup,
-//!   uncertain outcomes pinned to their processor).
-//! - [`signals`]: per core and processor, latency, stalls, failures and refusals (429
-//!   and other 4XX, which pause the processor) from our own requests, the shared
-//!   health report, and the state machine built on them.
-//! - [`health`]: one health poll per processor per 5 s window for the cluster (Redis
-//!   lease, or the elected peer pushing to the others), kept in a [`health::Board`].
-//! - [`processor`]: the processor API calls over [`http::client`] (keep-alive pools,
-//!   [`addr`] for TCP or Unix targets).
-//! - [`ledger`]: settled payments keyed by correlationId; [`ledger::memory`] (per
-//!   instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared,
-//!   over [`resp`]).
-//! - [`metrics`]: counters and per-core gauges behind `GET /metrics`.
+//! [`intake`]: the client-facing request path.
+//! - [`intake::routes`]: the endpoints ([`intake::routes::Endpoints`]). `POST /payments`
+//!   validates, marks the correlationId accepted ([`app::core::Instance`]), pushes on the
+//!   core's [`engine::queue::Backlog`] and answers a constant 202.
+//! - [`intake::body`]: reads the `POST /payments` body (correlationId, amount in cents).
+//! - [`intake::handoff`]: with `HANDOFF` set, also serves client connections the lb
+//!   accepted and passed over a Unix socket.
 //!
-//! Around them: [`config`] (environment variables, errors naming the variable),
-//! [`gateway`] (per-instance and per-core state, startup), [`time`] (ISO-8601 in
-//! microseconds), [`log`], and [`sim`], the payment-processor simulator behind the
-//! `processor-sim` binary.
+//! [`engine`]: the per-core payment path from queue to settlement.
+//! - [`engine::payment`]: a payment and its stage (queued, or uncertain on a processor).
+//! - [`engine::queue`]: the per-core backlog, its lanes and retry timer.
+//! - [`engine::dispatch`]: the dispatcher that places each payment by
+//!   [`engine::policy::decide`] and one task per attempt.
+//! - [`engine::policy`]: the routing decision, a pure function of both processors'
+//!   views, the payment's age and the configuration.
+//! - [`engine::settle`]: the exactly-once rules (fixed `requestedAt` per processor, 422
+//!   proven by lookup, uncertain outcomes pinned to their processor).
+//! - [`engine::vitals`]: per core and processor, the state machine built on latency
+//!   ([`engine::vitals::latency`]), requests in flight ([`engine::vitals::flight`]),
+//!   the in-flight limit and pauses ([`engine::vitals::throttle`]) and health reports.
 //!
-//! Local runner: [`stack`] starts redis (optional), two simulators, two gateways and the
-//! lb as child processes and prints where they listen (`stack` binary); its signal and
-//! child-process control is [`procctl`], the crate's second and last unsafe module.
+//! [`upstream`]: the payment processors as the gateway sees them.
+//! - [`upstream::api`]: `POST /payments` and `GET /payments/{id}`, and what their
+//!   answers mean.
+//! - [`upstream::report`]: a health report and why a poll gave none (leaf module).
+//! - [`upstream::health`]: one health poll per processor per 5 s window for the cluster
+//!   ([`upstream::health::poll`]), by a Redis lease or the elected peer
+//!   ([`upstream::health::monitor`]), shared as text ([`upstream::health::encoding`])
+//!   and kept in a [`upstream::health::board::Board`].
+//!
+//! [`ledger`]: settled payments keyed by correlationId; [`ledger::memory`] (per
+//! instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared).
+//!
+//! [`app`]: everything wired together.
+//! - [`app::config`]: environment variables, errors naming the variable.
+//! - [`app::core`]: per-instance ([`app::core::Instance`]) and per-core
+//!   ([`app::core::Core`]) state.
+//! - [`app::metrics`]: counters and per-core gauges behind `GET /metrics`, written by
+//!   [`app::metrics::render`].
+//! - [`app::start`]: binds, starts one runtime per core and spawns each core's tasks.
+//!
+//! [`processor`]: the two processors' names (leaf module).
 
 pub mod app;
 pub mod engine;

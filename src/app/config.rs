@@ -1,4 +1,5 @@
-//! Configuration from environment variables (the interface contract in `design.md`).
+//! Configuration from environment variables (listed in the README's configuration
+//! table, with their defaults).
 //!
 //! Every variable is read once at startup. A bad value is a [`ConfigError`] naming the
 //! variable and what is wrong with it; the binary prints it and exits.
@@ -60,7 +61,7 @@ pub enum LedgerConfig {
 
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct GatewayConfig {
     pub listen: Addr,
     /// `HANDOFF`: the Unix socket on which the lb hands over client connections.
     pub handoff: Option<Addr>,
@@ -93,7 +94,7 @@ fn hostname() -> String {
         .unwrap_or_else(|| "gateway".to_string())
 }
 
-impl Config {
+impl GatewayConfig {
     /// How long a payment may wait for a failing default before the fallback's fee is
     /// worth paying: waiting risks losing the payment (modelled as the run ending at
     /// any moment within the horizon), the fallback costs the fee difference.
@@ -110,11 +111,13 @@ impl Config {
         self.max_in_flight.div_ceil(self.cores).max(1)
     }
 
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_vars(&Vars(|k| std::env::var(k).ok()))
+    pub fn from_env() -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_vars(&Vars(|k| std::env::var(k).ok()))
     }
 
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Config, ConfigError> {
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(
+        v: &Vars<F>,
+    ) -> Result<GatewayConfig, ConfigError> {
         let url = |var: &'static str, default: &str| -> Result<Addr, ConfigError> {
             let s = v.get(var).unwrap_or_else(|| default.to_string());
             Addr::parse_url(s.trim()).map_err(|reason| ConfigError { var, reason })
@@ -161,7 +164,7 @@ impl Config {
                 "expected unix:/path (connections are handed over a Unix socket), got {s:?}"
             )),
         })?;
-        Ok(Config {
+        Ok(GatewayConfig {
             listen: v.addr("LISTEN", "0.0.0.0:8080")?,
             handoff,
             processors,
@@ -202,8 +205,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_vars(&Vars::from_pairs(pairs))
+    fn cfg(pairs: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_vars(&Vars::from_pairs(pairs))
     }
 
     #[test]

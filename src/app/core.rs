@@ -1,6 +1,6 @@
-//! The gateway's state: instance-wide ([`Shared`]) and per core ([`Core`]).
+//! The gateway's state: instance-wide ([`Instance`]) and per core ([`Core`]).
 //!
-//! Instance-wide ([`Shared`], behind `Arc`): the configuration, the set of accepted
+//! Instance-wide ([`Instance`], behind `Arc`): the configuration, the set of accepted
 //! correlationIds (so a payment accepted twice is queued once), and the memory
 //! ledger's records. Per core ([`Core`], behind `Rc`): the backlog, the processor
 //! connection pools, the ledger handle. Only the two instance-wide maps cross threads,
@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
-use crate::app::config::Config;
+use crate::app::config::GatewayConfig;
 use crate::app::metrics::Metrics;
 use crate::engine::queue::Backlog;
-use crate::engine::vitals::{Signals, State, View};
+use crate::engine::vitals::{View, Vitals};
 use crate::ledger::Ledger;
-use crate::upstream::health::Board;
+use crate::upstream::health::board::Board;
 use http1::client::Client;
 
 /// Hashes a correlationId, already a uniformly random 128-bit value, by folding it.
@@ -48,8 +48,8 @@ impl Hasher for IdHasher {
 pub type IdSet = HashSet<u128, BuildHasherDefault<IdHasher>>;
 
 /// State shared by every core of this instance.
-pub struct Shared {
-    pub config: Config,
+pub struct Instance {
+    pub config: GatewayConfig,
     /// correlationIds this instance accepted (queued once each).
     accepted: Mutex<IdSet>,
     /// The latest health report of each processor.
@@ -57,10 +57,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
-impl Shared {
-    pub fn new(config: Config) -> Shared {
+impl Instance {
+    pub fn new(config: GatewayConfig) -> Instance {
         let metrics = Arc::new(Metrics::new(config.cores));
-        Shared {
+        Instance {
             config,
             accepted: Mutex::new(IdSet::default()),
             board: Arc::new(Board::default()),
@@ -92,16 +92,16 @@ const P99_EVERY: Duration = Duration::from_millis(250);
 /// One core's state.
 pub struct Core<L> {
     pub id: usize,
-    pub shared: Arc<Shared>,
-    /// Same as `shared.config`, for brevity.
-    pub config: Config,
+    pub instance: Arc<Instance>,
+    /// Same as `instance.config`, for brevity.
+    pub config: GatewayConfig,
     pub backlog: Backlog,
     pub ledger: L,
     /// Connection pools to the processors, by `Processor::index`.
     pub processors: [Client; 2],
     /// What this core's requests tell about each processor, by `Processor::index`.
-    pub signals: [RefCell<Signals>; 2],
-    /// Same as `shared.board` and `shared.metrics`, for brevity.
+    pub vitals: [RefCell<Vitals>; 2],
+    /// Same as `instance.board` and `instance.metrics`, for brevity.
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
     /// When the latency percentile was last published (it sorts the recent answers).
@@ -109,10 +109,10 @@ pub struct Core<L> {
 }
 
 impl<L: Ledger> Core<L> {
-    pub fn new(id: usize, shared: Arc<Shared>, ledger: L) -> Core<L> {
-        let config = shared.config.clone();
+    pub fn new(id: usize, instance: Arc<Instance>, ledger: L) -> Core<L> {
+        let config = instance.config.clone();
         let limit = config.max_in_flight_per_core();
-        let signals = || RefCell::new(Signals::new(limit, config.deadline, config.probe_interval));
+        let vitals = || RefCell::new(Vitals::new(limit, config.deadline, config.probe_interval));
         Core {
             id,
             backlog: Backlog::new(config.queue_capacity),
@@ -120,21 +120,21 @@ impl<L: Ledger> Core<L> {
                 Client::new(config.processors[0].clone(), limit),
                 Client::new(config.processors[1].clone(), limit),
             ],
-            signals: [signals(), signals()],
+            vitals: [vitals(), vitals()],
             ledger,
-            board: shared.board.clone(),
-            metrics: shared.metrics.clone(),
+            board: instance.board.clone(),
+            metrics: instance.metrics.clone(),
             p99_published: Cell::new(None),
             config,
-            shared,
+            instance,
         }
     }
 
     /// Both processors as the policy sees them now.
     pub fn views(&self, now: Instant) -> [View; 2] {
         [
-            self.signals[0].borrow_mut().view(now),
-            self.signals[1].borrow_mut().view(now),
+            self.vitals[0].borrow_mut().view(now),
+            self.vitals[1].borrow_mut().view(now),
         ]
     }
 
@@ -150,12 +150,11 @@ impl<L: Ledger> Core<L> {
             self.p99_published.set(Some(now));
         }
         g.queue_depth.store(self.backlog.len() as u64, Relaxed);
-        for (i, s) in self.signals.iter().enumerate() {
+        for (i, s) in self.vitals.iter().enumerate() {
             let s = s.borrow();
             g.in_flight[i].store(s.in_flight() as u64, Relaxed);
             g.limit[i].store(s.cap() as u64, Relaxed);
-            let state = State::ALL.iter().position(|x| *x == s.state()).unwrap_or(0);
-            g.state[i].store(state as u64, Relaxed);
+            g.state[i].store(s.state().index() as u64, Relaxed);
             let us = |d: Option<Duration>| d.map_or(0, |d| d.as_micros() as u64);
             g.latency_ewma_us[i].store(us(s.ewma()), Relaxed);
             let ppm = |share: f64| (share * 1e6) as u64;

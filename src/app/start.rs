@@ -10,19 +10,19 @@ use http1::server::{self, Timeouts};
 use net::listen::{self, StdListener};
 use net::runtime::{self, Driver};
 
-use crate::app::config::{Config, LedgerConfig};
-use crate::app::core::{Core, Shared};
+use crate::app::config::{GatewayConfig, LedgerConfig};
+use crate::app::core::{Core, Instance};
 use crate::intake::handoff;
-use crate::intake::routes::Api;
+use crate::intake::routes::Endpoints;
 use crate::ledger::memory::{MemoryLedger, MemoryStore};
 use crate::ledger::redis::RedisLedger;
 use crate::ledger::Ledger;
-use crate::upstream::health::{Mode, Monitor};
+use crate::upstream::health::monitor::{Monitor, Sharing};
 use http1::client::Client;
 
 /// Binds, starts one runtime per core, and serves until the process ends. Errors are
 /// startup errors, worded for the user.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: GatewayConfig) -> Result<(), String> {
     net::log::set_name(&config.instance_id);
     let driver = runtime::resolve(config.io_driver)?;
     let (listeners, bound) = listen::bind(&config.listen, config.cores)
@@ -61,16 +61,16 @@ pub fn run(config: Config) -> Result<(), String> {
     let listeners: Arc<Mutex<Vec<Option<CoreListeners>>>> = Arc::new(Mutex::new(
         listeners.into_iter().zip(handoffs).map(Some).collect(),
     ));
-    let shared = Arc::new(Shared::new(config));
-    match shared.config.ledger.clone() {
+    let instance = Arc::new(Instance::new(config));
+    match instance.config.ledger.clone() {
         LedgerConfig::Memory { peers } => {
             let store = Arc::new(MemoryStore::default());
-            start(driver, shared, listeners, move || {
+            start_cores(driver, instance, listeners, move || {
                 MemoryLedger::new(store.clone(), &peers)
             });
         }
         LedgerConfig::Redis(target) => {
-            start(driver, shared, listeners, move || {
+            start_cores(driver, instance, listeners, move || {
                 RedisLedger::new(target.clone())
             });
         }
@@ -82,9 +82,9 @@ pub fn run(config: Config) -> Result<(), String> {
 /// as the ledger does.
 fn monitor<L>(core: &Core<L>) -> impl std::future::Future<Output = ()> {
     let config = &core.config;
-    let mode = match &config.ledger {
-        LedgerConfig::Memory { peers } => Mode::Peers(peers.clone()),
-        LedgerConfig::Redis(t) => Mode::Redis(t.clone()),
+    let sharing = match &config.ledger {
+        LedgerConfig::Memory { peers } => Sharing::Peers(peers.clone()),
+        LedgerConfig::Redis(t) => Sharing::Redis(t.clone()),
     };
     let m = Rc::new(Monitor {
         instance_id: config.instance_id.clone(),
@@ -95,30 +95,30 @@ fn monitor<L>(core: &Core<L>) -> impl std::future::Future<Output = ()> {
             Rc::new(Client::new(config.processors[1].clone(), 0)),
         ],
         board: core.board.clone(),
-        metrics: core.metrics.clone(),
+        counter: core.metrics.clone(),
     });
-    m.run(mode)
+    m.run(sharing)
 }
 
 /// One core's listeners: `LISTEN`, and `HANDOFF` when set.
 type CoreListeners = (StdListener, Option<StdListener>);
 
-fn start<L, F>(
+fn start_cores<L, F>(
     driver: Driver,
-    shared: Arc<Shared>,
+    instance: Arc<Instance>,
     listeners: Arc<Mutex<Vec<Option<CoreListeners>>>>,
     make_ledger: F,
 ) where
     L: Ledger + 'static,
     F: Fn() -> L + Send + Sync + Clone + 'static,
 {
-    let cores = shared.config.cores;
+    let cores = instance.config.cores;
     let timeouts = Timeouts {
-        request: shared.config.request_timeout,
-        idle: shared.config.idle_timeout,
+        request: instance.config.request_timeout,
+        idle: instance.config.idle_timeout,
     };
     runtime::run_per_core(cores, driver, move |core_id| {
-        let shared = shared.clone();
+        let instance = instance.clone();
         let listeners = listeners.clone();
         let make_ledger = make_ledger.clone();
         async move {
@@ -141,7 +141,7 @@ fn start<L, F>(
                     std::process::exit(1);
                 }
             };
-            let core = Rc::new(Core::new(core_id, shared, make_ledger()));
+            let core = Rc::new(Core::new(core_id, instance, make_ledger()));
             monoio::spawn({
                 let core = core.clone();
                 async move { core.backlog.run_timer().await }
@@ -150,11 +150,11 @@ fn start<L, F>(
             if core_id == 0 {
                 monoio::spawn(monitor(&core));
             }
-            let api = Rc::new(Api::new(core));
+            let endpoints = Rc::new(Endpoints::new(core));
             if let Some(l) = handoff_listener {
-                monoio::spawn(handoff::serve(l, api.clone(), timeouts));
+                monoio::spawn(handoff::serve(l, endpoints.clone(), timeouts));
             }
-            server::serve(listener, api, timeouts).await;
+            server::serve(listener, endpoints, timeouts).await;
         }
     });
 }

@@ -4,7 +4,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let config = match gateway::app::config::Config::from_env() {
+    let config = match gateway::app::config::GatewayConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gateway: {e}");

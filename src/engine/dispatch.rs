@@ -3,7 +3,7 @@
 //! [`crate::engine::settle`], which holds the exactly-once rules of
 //! `docs/payment-life.md`: the task sends the attempt, looks the payment up, writes
 //! the ledger, places the payment again at once or after `RETRY_DELAY_MS`, and feeds
-//! each answer to the signals and the metrics.
+//! each answer to the vitals and the metrics.
 //!
 //! The `requestedAt` of a first attempt on a processor is the moment the processor is
 //! expected to store the payment (now plus its expected latency), so that a payment a
@@ -27,8 +27,8 @@ use crate::app::core::Core;
 use crate::engine::payment::Payment;
 use crate::engine::policy::{decide, Decision, Placing, Rules};
 use crate::engine::queue::Lane;
-use crate::engine::settle::{fix_requested_at, settle, start, Action, Answer, Facts};
-use crate::engine::vitals::{timeout_for, Outcome, Ticket};
+use crate::engine::settle::{first_action, fix_requested_at, settle, Action, Answer, Facts};
+use crate::engine::vitals::{timeout_for, AttemptSignal, Ticket};
 use crate::ledger::{Ledger, Record};
 use crate::processor::Processor;
 use crate::upstream::api::{get_payment, post_payment, PostOutcome};
@@ -94,7 +94,7 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
                 } else {
                     timeout_for(expected, core.config.processor_timeout)
                 };
-                let ticket = core.signals[to.index()].borrow_mut().start(now, probe);
+                let ticket = core.vitals[to.index()].borrow_mut().start(now, probe);
                 monoio::spawn(attempt_task(core.clone(), p, to, ticket, timeout, expected));
                 sent = true;
                 placed += 1;
@@ -122,14 +122,14 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
     }
 }
 
-/// Copies the instance's health reports into this core's signals.
+/// Copies the instance's health reports into this core's vitals.
 fn sync_health<L>(core: &Core<L>, now: Instant) {
     let wall = now_micros();
     for (i, r) in core.board.get().into_iter().enumerate() {
         if let Some(r) = r {
             let age = Duration::from_micros(wall.saturating_sub(r.at).max(0) as u64);
             let at = now.checked_sub(age).unwrap_or(now);
-            core.signals[i].borrow_mut().on_health(r.health, at, now);
+            core.vitals[i].borrow_mut().on_health(r.health, at, now);
         }
     }
 }
@@ -166,22 +166,22 @@ async fn attempt_task<L: Ledger>(
     core.backlog.kick();
 }
 
-/// What a `POST /payments` outcome tells the signals. A 4XX (422 is `AlreadyThere`)
+/// What a `POST /payments` outcome signals to the vitals. A 4XX (422 is `AlreadyThere`)
 /// turns the payment away without the processor failing: a 429 when its queue is full,
 /// anything else when it refuses our requests (a wrong URL answering 404, say). Either
 /// way it pauses the processor, so that waiting payments do not hammer it.
-fn signal_of(o: PostOutcome) -> Outcome {
+fn signal_of(o: PostOutcome) -> AttemptSignal {
     match o {
-        PostOutcome::Charged | PostOutcome::AlreadyThere => Outcome::Answered,
-        PostOutcome::TurnedAway(_) => Outcome::TurnedAway,
-        PostOutcome::NotCharged(_) => Outcome::Failed,
-        PostOutcome::Unknown => Outcome::TimedOut,
+        PostOutcome::Charged | PostOutcome::AlreadyThere => AttemptSignal::Answered,
+        PostOutcome::TurnedAway(_) => AttemptSignal::TurnedAway,
+        PostOutcome::NotCharged(_) => AttemptSignal::Failed,
+        PostOutcome::Unknown => AttemptSignal::TimedOut,
     }
 }
 
 /// One attempt on `target`, carrying out [`settle`]'s actions until the payment is
 /// settled or due to be placed again. `None`: settled; `Some(wait)`: placed again
-/// after `wait`. The ticket is given back to the signals as soon as the processor's
+/// after `wait`. The ticket is given back to the vitals as soon as the processor's
 /// answer is known (before any lookup or ledger write, which are not the processor's
 /// latency), or cancelled once a lookup settled the payment without sending it.
 async fn attempt<L: Ledger>(
@@ -192,10 +192,10 @@ async fn attempt<L: Ledger>(
     timeout: Duration,
     expected: Duration,
 ) -> Option<Duration> {
-    let signals = &core.signals[target.index()];
+    let vitals = &core.vitals[target.index()];
     let client = &core.processors[target.index()];
     let mut ticket = Some(ticket);
-    let mut action = start(p.stage, target);
+    let mut action = first_action(p.stage, target);
     let again = loop {
         let (answer, now) = match action {
             Action::LookUp(asked) => {
@@ -210,7 +210,7 @@ async fn attempt<L: Ledger>(
                 let outcome = post_payment(client, p.id, p.cents, sent.requested_at, timeout).await;
                 let now = Instant::now();
                 if let Some(t) = ticket.take() {
-                    signals.borrow_mut().finish(t, signal_of(outcome), now);
+                    vitals.borrow_mut().finish(t, signal_of(outcome), now);
                 }
                 core.metrics.attempt(target, outcome);
                 (Answer::Posted { outcome, sent }, now)
@@ -240,7 +240,7 @@ async fn attempt<L: Ledger>(
         action = next.action;
     };
     if let Some(t) = ticket {
-        signals.borrow_mut().cancel(t);
+        vitals.borrow_mut().cancel(t);
     }
     again
 }
@@ -277,15 +277,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_feed_the_signals() {
-        assert_eq!(signal_of(PostOutcome::Charged), Outcome::Answered);
-        assert_eq!(signal_of(PostOutcome::AlreadyThere), Outcome::Answered);
-        assert_eq!(signal_of(PostOutcome::TurnedAway(429)), Outcome::TurnedAway);
+    fn outcomes_feed_the_vitals() {
+        assert_eq!(signal_of(PostOutcome::Charged), AttemptSignal::Answered);
+        assert_eq!(
+            signal_of(PostOutcome::AlreadyThere),
+            AttemptSignal::Answered
+        );
+        assert_eq!(
+            signal_of(PostOutcome::TurnedAway(429)),
+            AttemptSignal::TurnedAway
+        );
         // A request the processor refuses is not the processor failing.
-        assert_eq!(signal_of(PostOutcome::TurnedAway(400)), Outcome::TurnedAway);
-        assert_eq!(signal_of(PostOutcome::TurnedAway(404)), Outcome::TurnedAway);
-        assert_eq!(signal_of(PostOutcome::NotCharged(500)), Outcome::Failed);
-        assert_eq!(signal_of(PostOutcome::NotCharged(0)), Outcome::Failed);
-        assert_eq!(signal_of(PostOutcome::Unknown), Outcome::TimedOut);
+        assert_eq!(
+            signal_of(PostOutcome::TurnedAway(400)),
+            AttemptSignal::TurnedAway
+        );
+        assert_eq!(
+            signal_of(PostOutcome::TurnedAway(404)),
+            AttemptSignal::TurnedAway
+        );
+        assert_eq!(
+            signal_of(PostOutcome::NotCharged(500)),
+            AttemptSignal::Failed
+        );
+        assert_eq!(signal_of(PostOutcome::NotCharged(0)), AttemptSignal::Failed);
+        assert_eq!(signal_of(PostOutcome::Unknown), AttemptSignal::TimedOut);
     }
 }

@@ -12,7 +12,7 @@
 //! 4. The fallback when it can, and the default cannot: because it is too slow or
 //!    full (a payment sent there cannot be moved), or because it is failing and the
 //!    payment has already waited the patience (waiting keeps every option open, but
-//!    risks the payment; see [`crate::app::config::Config::patience`]).
+//!    risks the payment; see [`crate::app::config::GatewayConfig::patience`]).
 //! 5. Past the deadline, the cheapest processor that works (waiting for a slot of a
 //!    working default rather than paying the fallback).
 //! 6. Otherwise wait.
@@ -47,6 +47,29 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// One decision of each kind, in the order metrics lists them (sent as probes or
+    /// not, a placement counts by its processor).
+    pub const ALL: [Decision; 3] = [
+        Decision::Send {
+            to: Processor::Default,
+            probe: false,
+        },
+        Decision::Send {
+            to: Processor::Fallback,
+            probe: false,
+        },
+        Decision::Wait,
+    ];
+
+    /// Position of this decision's kind in [`Decision::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            Decision::Send { to, .. } => to.index(),
+            Decision::Wait => 2,
+        }
+    }
+
+    /// The metrics label.
     pub fn name(self) -> &'static str {
         match self {
             Decision::Send {
@@ -126,7 +149,7 @@ pub fn decide(views: &[View; 2], pay: Placing, rules: &Rules) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    //! One test per stage of both official scenarios (`spec/challenge.md`), with the
+    //! One test per stage of both official scenarios (`docs/routing.md`), with the
     //! views the signals show in that stage, plus the transitions between them.
     use super::*;
 
@@ -357,5 +380,21 @@ mod tests {
             patience: Duration::ZERO,
         };
         assert_eq!(decide(&[failing(false), up(1)], fresh(), &rules), FALLBACK);
+    }
+
+    #[test]
+    fn decision_labels_follow_all() {
+        for (i, d) in Decision::ALL.into_iter().enumerate() {
+            assert_eq!(d.index(), i);
+        }
+        let probe = Decision::Send {
+            to: Processor::Fallback,
+            probe: true,
+        };
+        assert_eq!(probe.index(), FALLBACK.index());
+        let mut names: Vec<_> = Decision::ALL.iter().map(|d| d.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Decision::ALL.len());
     }
 }

@@ -8,7 +8,7 @@ use crate::engine::payment::Payment;
 use crate::intake::body::parse_body;
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
 use crate::ledger::{Ledger, Summary, Window};
-use crate::upstream::health::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
+use crate::upstream::health::encoding::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
 use domain::money::write_cents;
 use domain::time::{now_micros, parse_iso, Round};
 use http1::request::{query_param, Method, Request};
@@ -52,13 +52,13 @@ pub fn route(path: &[u8]) -> Option<(Route, Method)> {
 }
 
 /// One core's HTTP service.
-pub struct Api<L> {
+pub struct Endpoints<L> {
     core: Rc<Core<L>>,
 }
 
-impl<L: Ledger> Api<L> {
-    pub fn new(core: Rc<Core<L>>) -> Api<L> {
-        Api { core }
+impl<L: Ledger> Endpoints<L> {
+    pub fn new(core: Rc<Core<L>>) -> Endpoints<L> {
+        Endpoints { core }
     }
 
     fn payments(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
@@ -66,8 +66,8 @@ impl<L: Ledger> Api<L> {
             Ok(v) => v,
             Err(e) => return reply.error(e.status(), &e.reason()),
         };
-        let shared = &self.core.shared;
-        if !shared.accept(id) {
+        let instance = &self.core.instance;
+        if !instance.accept(id) {
             // Already accepted by this instance: queued once, answered as accepted.
             self.core.metrics.duplicate();
             return reply.preserialized(ACCEPTED);
@@ -78,7 +78,7 @@ impl<L: Ledger> Api<L> {
                 reply.preserialized(ACCEPTED)
             }
             Err(_) => {
-                shared.unaccept(id);
+                instance.unaccept(id);
                 self.core.metrics.refused_full();
                 reply.error(503, "payment queue is full; retry later")
             }
@@ -169,7 +169,7 @@ impl<L: Ledger> Api<L> {
     }
 }
 
-impl<L: Ledger> Service for Api<L> {
+impl<L: Ledger> Service for Endpoints<L> {
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
         let Some((route, method)) = route(req.path) else {
             return reply.error(404, "no such endpoint");

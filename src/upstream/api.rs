@@ -31,6 +31,41 @@ pub enum PostOutcome {
     Unknown,
 }
 
+impl PostOutcome {
+    /// One outcome of each kind, in the order metrics lists them (the statuses carried
+    /// are examples: [`PostOutcome::index`] and [`PostOutcome::name`] ignore them).
+    pub const ALL: [PostOutcome; 5] = [
+        PostOutcome::Charged,
+        PostOutcome::AlreadyThere,
+        PostOutcome::NotCharged(500),
+        PostOutcome::Unknown,
+        PostOutcome::TurnedAway(429),
+    ];
+
+    /// Position of this outcome's kind in [`PostOutcome::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            PostOutcome::Charged => 0,
+            PostOutcome::AlreadyThere => 1,
+            PostOutcome::NotCharged(_) => 2,
+            PostOutcome::Unknown => 3,
+            PostOutcome::TurnedAway(_) => 4,
+        }
+    }
+
+    /// The metrics label: `turned_away` is a 4XX but 422 (a 429 when the processor's
+    /// queue is full), `not_charged` a 5XX or no connection.
+    pub fn name(self) -> &'static str {
+        match self {
+            PostOutcome::Charged => "charged",
+            PostOutcome::AlreadyThere => "already_there",
+            PostOutcome::NotCharged(_) => "not_charged",
+            PostOutcome::Unknown => "unknown",
+            PostOutcome::TurnedAway(_) => "turned_away",
+        }
+    }
+}
+
 /// Sends one payment attempt.
 pub async fn post_payment(
     client: &Client,
@@ -51,7 +86,7 @@ pub async fn post_payment(
     }
 }
 
-/// Maps a `POST /payments` status to its meaning (`spec/processor.md`): only 200
+/// Maps a `POST /payments` status to its meaning (`docs/payment-life.md`): only 200
 /// stores; 422 means stored before; 500, 429 and other 4XX store nothing. A status the
 /// processor never sends itself (a proxy's 502 or 504) proves nothing.
 pub fn classify(status: u16) -> PostOutcome {
@@ -153,6 +188,17 @@ mod tests {
         assert_eq!(classify(404), PostOutcome::TurnedAway(404));
         assert_eq!(classify(502), PostOutcome::Unknown);
         assert_eq!(classify(504), PostOutcome::Unknown);
+    }
+
+    #[test]
+    fn outcome_labels_follow_all() {
+        for (i, o) in PostOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(o.index(), i);
+        }
+        let mut names: Vec<_> = PostOutcome::ALL.iter().map(|o| o.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PostOutcome::ALL.len());
     }
 
     #[test]

@@ -1,175 +1,18 @@
-//! Counters and gauges of one instance, served as `GET /metrics` in the Prometheus text
-//! format.
-//!
-//! Counters are relaxed atomics shared by the cores (one add per event). Per-core
-//! gauges (queue depth, in-flight, processor state, latency) are stored by that core's
-//! dispatcher each time it runs, and read by whichever core answers `/metrics`.
+//! The Prometheus text format of the instance's [`Metrics`]: one `# HELP` and
+//! `# TYPE` line per family, then its samples.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::app::metrics::{CoreGauges, Metrics};
 use crate::engine::policy::Decision;
+use crate::engine::settle::Resolved;
 use crate::engine::vitals::State;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
-use crate::upstream::health::{PollError, Report};
-
-/// How an uncertain payment ended up settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolved {
-    /// Proven ours (a retry answered, or the lookup showed our `requestedAt`): recorded.
-    Recorded,
-    /// Stored there with someone else's `requestedAt`: theirs.
-    Elsewhere,
-    /// A 404 after the settle time: free to go anywhere again.
-    Freed,
-}
-
-impl Resolved {
-    const ALL: [Resolved; 3] = [Resolved::Recorded, Resolved::Elsewhere, Resolved::Freed];
-
-    fn name(self) -> &'static str {
-        match self {
-            Resolved::Recorded => "recorded",
-            Resolved::Elsewhere => "elsewhere",
-            Resolved::Freed => "freed",
-        }
-    }
-}
-
-/// `turned_away` is a 4XX but 422 (a 429 when the processor's queue is full);
-/// `not_charged` a 5XX or no connection.
-const OUTCOMES: [&str; 5] = [
-    "charged",
-    "already_there",
-    "not_charged",
-    "unknown",
-    "turned_away",
-];
-
-fn outcome_index(o: PostOutcome) -> usize {
-    match o {
-        PostOutcome::Charged => 0,
-        PostOutcome::AlreadyThere => 1,
-        PostOutcome::TurnedAway(_) => 4,
-        PostOutcome::NotCharged(_) => 2,
-        PostOutcome::Unknown => 3,
-    }
-}
-
-const DECISIONS: [&str; 3] = ["default", "fallback", "wait"];
-const POLL_RESULTS: [&str; 3] = ["ok", "limited", "error"];
-
-/// One core's gauges.
-#[derive(Default)]
-pub struct CoreGauges {
-    pub queue_depth: AtomicU64,
-    pub in_flight: [AtomicU64; 2],
-    pub limit: [AtomicU64; 2],
-    /// `State` as its index in `State::ALL`.
-    pub state: [AtomicU64; 2],
-    pub latency_ewma_us: [AtomicU64; 2],
-    pub latency_p99_us: [AtomicU64; 2],
-    /// Shares of failed and timed-out requests among recent outcomes, in millionths.
-    pub error_ppm: [AtomicU64; 2],
-    pub timeout_ppm: [AtomicU64; 2],
-}
-
-/// The instance's metrics.
-pub struct Metrics {
-    cores: Vec<CoreGauges>,
-    accepted: AtomicU64,
-    duplicates: AtomicU64,
-    refused_full: AtomicU64,
-    decisions: [AtomicU64; 3],
-    probes: [AtomicU64; 2],
-    attempts: [[AtomicU64; OUTCOMES.len()]; 2],
-    settled: [AtomicU64; 2],
-    resolved: [AtomicU64; 3],
-    health_polls: [[AtomicU64; 3]; 2],
-    health: [AtomicU64; 2],
-}
+use crate::upstream::report::Polled;
 
 impl Metrics {
-    pub fn new(cores: usize) -> Metrics {
-        Metrics {
-            cores: (0..cores).map(|_| CoreGauges::default()).collect(),
-            accepted: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            refused_full: AtomicU64::new(0),
-            decisions: Default::default(),
-            probes: Default::default(),
-            attempts: Default::default(),
-            settled: Default::default(),
-            resolved: Default::default(),
-            health_polls: Default::default(),
-            health: Default::default(),
-        }
-    }
-
-    /// Core `i`'s gauges (core ids come from the runtime, below `cores`).
-    pub fn core(&self, i: usize) -> &CoreGauges {
-        &self.cores[i.min(self.cores.len() - 1)]
-    }
-
-    pub fn accepted(&self) {
-        self.accepted.fetch_add(1, Relaxed);
-    }
-
-    /// A payment answered 202 and not queued: this instance accepted its correlationId
-    /// before.
-    pub fn duplicate(&self) {
-        self.duplicates.fetch_add(1, Relaxed);
-    }
-
-    pub fn refused_full(&self) {
-        self.refused_full.fetch_add(1, Relaxed);
-    }
-
-    pub fn decision(&self, d: Decision) {
-        let i = match d {
-            Decision::Send {
-                to: Processor::Default,
-                ..
-            } => 0,
-            Decision::Send {
-                to: Processor::Fallback,
-                ..
-            } => 1,
-            Decision::Wait => 2,
-        };
-        self.decisions[i].fetch_add(1, Relaxed);
-        if let Decision::Send { to, probe: true } = d {
-            self.probes[to.index()].fetch_add(1, Relaxed);
-        }
-    }
-
-    pub fn attempt(&self, p: Processor, o: PostOutcome) {
-        self.attempts[p.index()][outcome_index(o)].fetch_add(1, Relaxed);
-    }
-
-    pub fn settled(&self, p: Processor) {
-        self.settled[p.index()].fetch_add(1, Relaxed);
-    }
-
-    pub fn resolved(&self, r: Resolved) {
-        self.resolved[r as usize].fetch_add(1, Relaxed);
-    }
-
-    pub fn health_poll(&self, p: Processor, r: &Result<Report, PollError>) {
-        let i = match r {
-            Ok(rep) => {
-                let v = (u64::from(rep.health.failing) << 63)
-                    | rep.health.min_response.as_millis() as u64;
-                self.health[p.index()].store(v, Relaxed);
-                0
-            }
-            Err(PollError::Limited) => 1,
-            Err(PollError::Other(_)) => 2,
-        };
-        self.health_polls[p.index()][i].fetch_add(1, Relaxed);
-    }
-
     /// Writes every metric in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let sum = |f: &dyn Fn(&CoreGauges) -> u64| self.cores.iter().map(f).sum::<u64>();
@@ -215,13 +58,18 @@ impl Metrics {
         for (core, c) in self.cores.iter().enumerate() {
             for p in Processor::ALL {
                 let now = load(&c.state[p.index()]) as usize;
-                for (si, s) in State::ALL.iter().enumerate() {
+                for s in State::ALL {
                     let labels = format!(
                         "core=\"{core}\",processor=\"{}\",state=\"{}\"",
                         p.name(),
                         s.name()
                     );
-                    sample(out, "gateway_processor_state", &labels, u8::from(si == now));
+                    sample(
+                        out,
+                        "gateway_processor_state",
+                        &labels,
+                        u8::from(s.index() == now),
+                    );
                 }
             }
         }
@@ -302,13 +150,13 @@ impl Metrics {
             "counter",
             "Routing decisions by outcome.",
         );
-        for (i, d) in DECISIONS.iter().enumerate() {
-            let labels = format!("decision=\"{d}\"");
+        for d in Decision::ALL {
+            let labels = format!("decision=\"{}\"", d.name());
             sample(
                 out,
                 "gateway_decisions_total",
                 &labels,
-                load(&self.decisions[i]),
+                load(&self.decisions[d.index()]),
             );
         }
         family(
@@ -324,10 +172,10 @@ impl Metrics {
             "counter",
             "POST /payments attempts.",
         );
-        for (oi, o) in OUTCOMES.iter().enumerate() {
-            let extra = format!(",outcome=\"{o}\"");
+        for o in PostOutcome::ALL {
+            let extra = format!(",outcome=\"{}\"", o.name());
             per_processor(out, "gateway_attempts_total", &extra, |i| {
-                load(&self.attempts[i][oi])
+                load(&self.attempts[i][o.index()])
             });
         }
         family(
@@ -345,7 +193,7 @@ impl Metrics {
         );
         for r in Resolved::ALL {
             let labels = format!("result=\"{}\"", r.name());
-            let v = load(&self.resolved[r as usize]);
+            let v = load(&self.resolved[r.index()]);
             sample(out, "gateway_uncertain_resolved_total", &labels, v);
         }
         family(
@@ -354,10 +202,10 @@ impl Metrics {
             "counter",
             "Health polls made by this instance.",
         );
-        for (ri, r) in POLL_RESULTS.iter().enumerate() {
-            let extra = format!(",result=\"{r}\"");
+        for r in Polled::ALL {
+            let extra = format!(",result=\"{}\"", r.name());
             per_processor(out, "gateway_health_polls_total", &extra, |i| {
-                load(&self.health_polls[i][ri])
+                load(&self.health_polls[i][r.index()])
             });
         }
     }

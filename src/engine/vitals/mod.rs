@@ -12,40 +12,32 @@
 //! ```
 //!
 //! Every method takes the clock as an argument: the state machine is pure and its
-//! tests run on a controllable clock.
+//! tests run on a controllable clock. Its parts: [`latency`] (average and percentile
+//! of the answers), [`flight`] (requests in flight, and their age as a stall) and
+//! [`throttle`] (the in-flight limit and the pause after a payment is turned away).
 
-use std::collections::VecDeque;
+pub mod flight;
+pub mod latency;
+pub mod throttle;
+
 use std::time::Duration;
 
 use monoio::time::Instant;
 
+use crate::upstream::report::Health;
+use flight::InFlight;
+pub use flight::Ticket;
+use latency::Latency;
+use throttle::Throttle;
+
 /// Failures in a row (500s, refused connections, timeouts) before a processor counts
 /// as failing: one is noise, three at the official rates is a few milliseconds.
 pub const FAIL_AFTER: u32 = 3;
-/// Weight of the newest answer in the latency average: half, so that a change of the
-/// processor's delay shows within a few answers.
-const EWMA_WEIGHT: f64 = 0.5;
 /// Weight of the newest outcome in the error and timeout shares: about the last ten.
 const RATE_WEIGHT: f64 = 0.1;
-/// Answers kept for the latency percentile.
-const RECENT: usize = 128;
-/// In-flight requests that must all be older than the average before their age counts
-/// as the expected latency: one stuck request is not a slow processor.
-const STALL_QUORUM: usize = 3;
 /// A degraded processor is healthy again once its expected latency is below this
 /// share of the deadline (hysteresis, so that it does not flap at the boundary).
 const RECOVER_SHARE: f64 = 0.8;
-/// Smallest in-flight limit a 429 can push a processor down to.
-const MIN_CAP: usize = 4;
-/// After a payment is turned away (429, or another 4XX but 422) nothing more is sent to
-/// that processor for this long; each one turned away that was sent after the pause
-/// ended doubles the next pause, up to [`BUSY_PAUSE_MAX`].
-/// Payments wait in the backlog meanwhile, so a processor whose queue is full is not
-/// asked again at round-trip speed, however many payments are waiting.
-const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(50);
-/// Longest pause after payments turned away in a row. The processor suggests 5 s (`Retry-After`), but
-/// its queue drains in well under that when its delay is short.
-const BUSY_PAUSE_MAX: Duration = Duration::from_millis(1_000);
 /// How long a health report is believed: one poll per 5 s window, plus the wait for
 /// that window.
 pub const HEALTH_FRESH: Duration = Duration::from_millis(11_000);
@@ -78,6 +70,17 @@ impl State {
         State::Probing,
     ];
 
+    /// Position in [`State::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            State::Healthy => 0,
+            State::Degraded => 1,
+            State::Failing => 2,
+            State::Probing => 3,
+        }
+    }
+
+    /// The metrics label.
     pub fn name(self) -> &'static str {
         match self {
             State::Healthy => "healthy",
@@ -93,9 +96,9 @@ impl State {
     }
 }
 
-/// The result of one `POST /payments` for the signals.
+/// The signal one `POST /payments` attempt gives about the processor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum AttemptSignal {
     /// An answer that shows the processor working (200 or 422).
     Answered,
     /// 500, another refusal, or no connection.
@@ -105,22 +108,6 @@ pub enum Outcome {
     TurnedAway,
     /// No answer in time, or the connection dropped.
     TimedOut,
-}
-
-/// The `service-health` answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Health {
-    pub failing: bool,
-    pub min_response: Duration,
-}
-
-/// A request in flight, returned by [`Signals::start`] and given back to
-/// [`Signals::finish`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
-    seq: u64,
-    started: Instant,
-    pub probe: bool,
 }
 
 /// What the policy needs to know about a processor.
@@ -135,59 +122,39 @@ pub struct View {
     pub probe_due: bool,
 }
 
-/// One processor's signals on one core.
+/// One processor's vitals on one core: what its requests and the health reports
+/// showed, and the state built on them.
 #[derive(Debug)]
-pub struct Signals {
+pub struct Vitals {
     state: State,
     deadline: Duration,
     probe_interval: Duration,
-    /// Latency average in microseconds (None before the first answer).
-    ewma_us: Option<f64>,
-    recent: VecDeque<Duration>,
+    latency: Latency,
     failures_in_a_row: u32,
-    /// Running shares of failures and timeouts among outcomes (same weight as latency).
+    /// Running shares of failures and timeouts among outcomes (weighted by
+    /// `RATE_WEIGHT`).
     error_rate: f64,
     timeout_rate: f64,
-    /// Start times of requests in flight (and whether each is a probe), by sequence
-    /// number from `first_seq`; `None` once finished (removed when they reach the
-    /// front).
-    starts: VecDeque<Option<(Instant, bool)>>,
-    first_seq: u64,
-    in_flight: usize,
-    probes_in_flight: usize,
-    cap: usize,
-    max_cap: usize,
-    /// Nothing is sent before this, after a payment was turned away.
-    busy_until: Option<Instant>,
-    /// The last pause after a payment was turned away; zero once something was answered
-    /// since.
-    busy_pause: Duration,
+    flight: InFlight,
+    throttle: Throttle,
     next_probe: Option<Instant>,
     health: Option<(Health, Instant)>,
     last_answer: Option<Instant>,
     last_failure: Option<Instant>,
 }
 
-impl Signals {
-    pub fn new(max_in_flight: usize, deadline: Duration, probe_interval: Duration) -> Signals {
-        let max_cap = max_in_flight.max(1);
-        Signals {
+impl Vitals {
+    pub fn new(max_in_flight: usize, deadline: Duration, probe_interval: Duration) -> Vitals {
+        Vitals {
             state: State::Healthy,
             deadline,
             probe_interval,
-            ewma_us: None,
-            recent: VecDeque::with_capacity(RECENT),
+            latency: Latency::default(),
             failures_in_a_row: 0,
             error_rate: 0.0,
             timeout_rate: 0.0,
-            starts: VecDeque::new(),
-            first_seq: 0,
-            in_flight: 0,
-            probes_in_flight: 0,
-            cap: max_cap,
-            max_cap,
-            busy_until: None,
-            busy_pause: Duration::ZERO,
+            flight: InFlight::default(),
+            throttle: Throttle::new(max_in_flight),
             next_probe: None,
             health: None,
             last_answer: None,
@@ -200,11 +167,11 @@ impl Signals {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.flight.count()
     }
 
     pub fn cap(&self) -> usize {
-        self.cap
+        self.throttle.cap()
     }
 
     pub fn error_rate(&self) -> f64 {
@@ -217,100 +184,52 @@ impl Signals {
 
     /// The latency average, if anything answered yet.
     pub fn ewma(&self) -> Option<Duration> {
-        self.ewma_us.map(|us| Duration::from_micros(us as u64))
+        self.latency.ewma()
     }
 
     /// The 99th percentile of the last answers.
     pub fn p99(&self) -> Option<Duration> {
-        if self.recent.is_empty() {
-            return None;
-        }
-        let mut v: Vec<Duration> = self.recent.iter().copied().collect();
-        v.sort_unstable();
-        let i = (v.len() * 99).div_ceil(100).saturating_sub(1);
-        Some(v[i])
+        self.latency.p99()
     }
 
     /// A request starts now.
     pub fn start(&mut self, now: Instant, probe: bool) -> Ticket {
-        let seq = self.first_seq + self.starts.len() as u64;
-        self.starts.push_back(Some((now, probe)));
-        self.in_flight += 1;
-        if probe {
-            self.probes_in_flight += 1;
-            if self.state == State::Failing {
-                self.state = State::Probing;
-            }
+        let ticket = self.flight.start(now, probe);
+        if probe && self.state == State::Failing {
+            self.state = State::Probing;
         }
         self.next_probe = Some(now + self.probe_interval);
-        Ticket {
-            seq,
-            started: now,
-            probe,
-        }
+        ticket
     }
 
     /// A started request was not sent after all (a lookup settled the payment first).
     pub fn cancel(&mut self, ticket: Ticket) {
-        self.end(ticket);
-        if self.state == State::Probing && self.probes_in_flight == 0 {
+        self.flight.end(ticket);
+        if self.state == State::Probing && self.flight.probes() == 0 {
             self.state = State::Failing;
         }
     }
 
-    /// Forgets a request in flight.
-    fn end(&mut self, ticket: Ticket) {
-        if let Some(i) = ticket.seq.checked_sub(self.first_seq) {
-            if let Some(slot) = self.starts.get_mut(i as usize) {
-                *slot = None;
-            }
-        }
-        while self.starts.front() == Some(&None) {
-            self.starts.pop_front();
-            self.first_seq += 1;
-        }
-        self.in_flight = self.in_flight.saturating_sub(1);
-        if ticket.probe {
-            self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
-        }
-    }
-
     /// A request ends with `outcome`.
-    pub fn finish(&mut self, ticket: Ticket, outcome: Outcome, now: Instant) {
-        self.end(ticket);
+    pub fn finish(&mut self, ticket: Ticket, outcome: AttemptSignal, now: Instant) {
+        self.flight.end(ticket);
         let share = |hit: bool, rate: f64| rate + (f64::from(u8::from(hit)) - rate) * RATE_WEIGHT;
-        self.error_rate = share(outcome == Outcome::Failed, self.error_rate);
-        self.timeout_rate = share(outcome == Outcome::TimedOut, self.timeout_rate);
+        self.error_rate = share(outcome == AttemptSignal::Failed, self.error_rate);
+        self.timeout_rate = share(outcome == AttemptSignal::TimedOut, self.timeout_rate);
         match outcome {
-            Outcome::Answered => {
-                let latency = now.saturating_duration_since(ticket.started);
-                let us = latency.as_micros() as f64;
-                self.ewma_us = Some(match self.ewma_us {
-                    None => us,
-                    Some(avg) => avg + (us - avg) * EWMA_WEIGHT,
-                });
-                if self.recent.len() == RECENT {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(latency);
+            AttemptSignal::Answered => {
+                self.latency
+                    .record(now.saturating_duration_since(ticket.started));
                 self.last_answer = Some(now);
                 self.failures_in_a_row = 0;
-                self.cap = (self.cap + 1).min(self.max_cap);
-                self.busy_pause = Duration::ZERO;
+                self.throttle.answered();
                 if !self.state.is_up() {
                     self.state = State::Healthy;
                 }
                 self.reclassify(now);
             }
-            Outcome::TurnedAway => {
-                self.cap = (self.cap / 2).max(MIN_CAP.min(self.max_cap));
-                // Requests sent before the current pause ended add nothing to it.
-                if self.busy_until.is_none_or(|t| ticket.started >= t) {
-                    self.busy_pause = (self.busy_pause * 2).clamp(BUSY_PAUSE_FIRST, BUSY_PAUSE_MAX);
-                    self.busy_until = Some(now + self.busy_pause);
-                }
-            }
-            Outcome::Failed | Outcome::TimedOut => {
+            AttemptSignal::TurnedAway => self.throttle.turned_away(ticket.started, now),
+            AttemptSignal::Failed | AttemptSignal::TimedOut => {
                 self.failures_in_a_row += 1;
                 self.last_failure = Some(now);
                 if self.failures_in_a_row >= FAIL_AFTER || ticket.probe {
@@ -318,7 +237,7 @@ impl Signals {
                 }
             }
         }
-        if self.state == State::Probing && self.probes_in_flight == 0 {
+        if self.state == State::Probing && self.flight.probes() == 0 {
             self.state = State::Failing;
         }
     }
@@ -346,7 +265,7 @@ impl Signals {
     }
 
     fn fail(&mut self, now: Instant) {
-        self.state = if self.probes_in_flight > 0 {
+        self.state = if self.flight.probes() > 0 {
             State::Probing
         } else {
             State::Failing
@@ -379,22 +298,10 @@ impl Signals {
             (fresh && newer).then_some(h.min_response)
         });
         let e = reported.or(self.ewma()).unwrap_or_default();
-        match self.stalled_for(now) {
+        match self.flight.stalled_for(now) {
             Some(stalled) => e.max(stalled),
             None => e,
         }
-    }
-
-    /// Age of the `STALL_QUORUM`-th oldest request in flight. Probes do not count:
-    /// they were sent while the processor was failing, and its delay then says nothing
-    /// about the payments sent after it recovered.
-    fn stalled_for(&self, now: Instant) -> Option<Duration> {
-        self.starts
-            .iter()
-            .flatten()
-            .filter(|(_, probe)| !probe)
-            .nth(STALL_QUORUM - 1)
-            .map(|(t, _)| now.saturating_duration_since(*t))
     }
 
     /// The view the policy decides on. Re-evaluates Healthy/Degraded first, so that a
@@ -407,11 +314,7 @@ impl Signals {
         View {
             state: self.state,
             expected,
-            free: if self.busy_until.is_some_and(|t| now < t) {
-                0
-            } else {
-                self.cap.saturating_sub(self.in_flight)
-            },
+            free: self.throttle.free(now, self.flight.count()),
             probe_due: self.next_probe.is_none_or(|t| now >= t),
         }
     }
@@ -428,6 +331,7 @@ pub fn timeout_for(expected: Duration, ceiling: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use throttle::{BUSY_PAUSE_FIRST, MIN_CAP};
 
     const DEADLINE: Duration = Duration::from_millis(1_500);
     const PROBE: Duration = Duration::from_millis(200);
@@ -436,12 +340,12 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    fn signals() -> Signals {
-        Signals::new(10, DEADLINE, PROBE)
+    fn vitals() -> Vitals {
+        Vitals::new(10, DEADLINE, PROBE)
     }
 
     /// Sends one request at `t` that ends `after` later with `outcome`.
-    fn one(s: &mut Signals, t: Instant, after: Duration, outcome: Outcome) -> Instant {
+    fn one(s: &mut Vitals, t: Instant, after: Duration, outcome: AttemptSignal) -> Instant {
         let k = s.start(t, false);
         s.finish(k, outcome, t + after);
         t + after
@@ -450,21 +354,21 @@ mod tests {
     #[test]
     fn healthy_to_degraded_and_back_by_latency() {
         let t0 = Instant::now();
-        let mut s = signals();
-        let mut t = one(&mut s, t0, ms(5), Outcome::Answered);
+        let mut s = vitals();
+        let mut t = one(&mut s, t0, ms(5), AttemptSignal::Answered);
         assert_eq!(s.view(t).state, State::Healthy);
         for _ in 0..4 {
-            t = one(&mut s, t, ms(2_000), Outcome::Answered);
+            t = one(&mut s, t, ms(2_000), AttemptSignal::Answered);
         }
         assert_eq!(s.view(t).state, State::Degraded);
         assert!(s.view(t).expected > DEADLINE);
         // Back below the deadline but above the hysteresis share: still degraded.
         for _ in 0..8 {
-            t = one(&mut s, t, ms(1_300), Outcome::Answered);
+            t = one(&mut s, t, ms(1_300), AttemptSignal::Answered);
         }
         assert_eq!(s.view(t).state, State::Degraded);
         for _ in 0..8 {
-            t = one(&mut s, t, ms(20), Outcome::Answered);
+            t = one(&mut s, t, ms(20), AttemptSignal::Answered);
         }
         assert_eq!(s.view(t).state, State::Healthy);
     }
@@ -472,8 +376,8 @@ mod tests {
     #[test]
     fn requests_in_flight_show_a_slowdown_before_any_answer() {
         let t0 = Instant::now();
-        let mut s = signals();
-        one(&mut s, t0, ms(1), Outcome::Answered);
+        let mut s = vitals();
+        one(&mut s, t0, ms(1), AttemptSignal::Answered);
         let tickets: Vec<Ticket> = (0..3).map(|_| s.start(t0, false)).collect();
         assert_eq!(s.view(t0 + ms(100)).state, State::Healthy);
         let late = t0 + ms(1_600);
@@ -482,7 +386,7 @@ mod tests {
         assert_eq!(v.expected, ms(1_600));
         assert_eq!(v.free, 7);
         for k in tickets {
-            s.finish(k, Outcome::Answered, t0 + ms(10));
+            s.finish(k, AttemptSignal::Answered, t0 + ms(10));
         }
         assert_eq!(s.in_flight(), 0);
     }
@@ -490,16 +394,16 @@ mod tests {
     #[test]
     fn probes_in_flight_are_not_a_slowdown() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for _ in 0..FAIL_AFTER {
-            t = one(&mut s, t, ms(1), Outcome::Failed);
+            t = one(&mut s, t, ms(1), AttemptSignal::Failed);
         }
         // Probes sent into a 2 s failing delay; the processor recovers and a new probe
         // answers at once: the old probes still out must not make it look slow.
         let _old: Vec<Ticket> = (0..5).map(|i| s.start(t + ms(i * 10), true)).collect();
         let k = s.start(t + ms(900), true);
-        s.finish(k, Outcome::Answered, t + ms(905));
+        s.finish(k, AttemptSignal::Answered, t + ms(905));
         let v = s.view(t + ms(1_800));
         assert_eq!(v.state, State::Healthy);
         assert_eq!(v.expected, ms(5));
@@ -508,8 +412,8 @@ mod tests {
     #[test]
     fn one_stuck_request_is_not_a_slowdown() {
         let t0 = Instant::now();
-        let mut s = signals();
-        one(&mut s, t0, ms(1), Outcome::Answered);
+        let mut s = vitals();
+        one(&mut s, t0, ms(1), AttemptSignal::Answered);
         let _stuck = s.start(t0, false);
         assert_eq!(s.view(t0 + ms(5_000)).state, State::Healthy);
     }
@@ -517,10 +421,10 @@ mod tests {
     #[test]
     fn failures_in_a_row_make_it_failing_and_an_answer_heals_it() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for n in 1..=FAIL_AFTER {
-            t = one(&mut s, t, ms(10), Outcome::Failed);
+            t = one(&mut s, t, ms(10), AttemptSignal::Failed);
             let want = if n < FAIL_AFTER {
                 State::Healthy
             } else {
@@ -534,39 +438,39 @@ mod tests {
         let k = s.start(t + PROBE, true);
         assert_eq!(s.state(), State::Probing);
         assert!(!s.view(t + PROBE).probe_due);
-        s.finish(k, Outcome::Answered, t + PROBE + ms(3));
+        s.finish(k, AttemptSignal::Answered, t + PROBE + ms(3));
         assert_eq!(s.state(), State::Healthy);
     }
 
     #[test]
     fn a_failed_probe_returns_to_failing() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for _ in 0..FAIL_AFTER {
-            t = one(&mut s, t, ms(1), Outcome::Failed);
+            t = one(&mut s, t, ms(1), AttemptSignal::Failed);
         }
         let k = s.start(t + PROBE, true);
         assert_eq!(s.state(), State::Probing);
-        s.finish(k, Outcome::Failed, t + PROBE + ms(100));
+        s.finish(k, AttemptSignal::Failed, t + PROBE + ms(100));
         assert_eq!(s.state(), State::Failing);
         // Probes overlap: a second one may start while the first is out.
         let a = s.start(t + ms(600), true);
         let b = s.start(t + ms(800), true);
-        s.finish(a, Outcome::Failed, t + ms(900));
+        s.finish(a, AttemptSignal::Failed, t + ms(900));
         assert_eq!(s.state(), State::Probing, "the other probe is still out");
         assert_eq!(s.view(t + ms(900)).free, 9);
-        s.finish(b, Outcome::Answered, t + ms(950));
+        s.finish(b, AttemptSignal::Answered, t + ms(950));
         assert_eq!(s.state(), State::Healthy);
     }
 
     #[test]
     fn timeouts_count_as_failures() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let mut t = t0;
         for _ in 0..FAIL_AFTER {
-            t = one(&mut s, t, ms(6_000), Outcome::TimedOut);
+            t = one(&mut s, t, ms(6_000), AttemptSignal::TimedOut);
         }
         assert_eq!(s.state(), State::Failing);
         assert!(s.timeout_rate() > 0.0);
@@ -576,7 +480,7 @@ mod tests {
     #[test]
     fn health_reports_switch_state() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let failing = Health {
             failing: true,
             min_response: ms(100),
@@ -584,7 +488,7 @@ mod tests {
         s.on_health(failing, t0, t0);
         assert_eq!(s.state(), State::Failing);
         // A report older than our own last failure does not heal it.
-        let t1 = one(&mut s, t0 + ms(10), ms(5), Outcome::Failed);
+        let t1 = one(&mut s, t0 + ms(10), ms(5), AttemptSignal::Failed);
         let ok = Health {
             failing: false,
             min_response: ms(0),
@@ -602,7 +506,7 @@ mod tests {
         assert_eq!(s.view(t1 + ms(4)).state, State::Degraded);
         assert_eq!(s.view(t1 + ms(4)).expected, ms(2_000));
         // A newer answer outweighs the report.
-        let t2 = one(&mut s, t1 + ms(5), ms(10), Outcome::Answered);
+        let t2 = one(&mut s, t1 + ms(5), ms(10), AttemptSignal::Answered);
         assert_eq!(s.view(t2).expected, ms(10));
         // ...and a newer report outweighs the answers: the processor says it is fast again.
         s.on_health(
@@ -619,13 +523,13 @@ mod tests {
         // outweighed by it.
         s.on_health(failing, t2 + ms(1) - ms(1), t2 + ms(2));
         assert_eq!(s.state(), State::Healthy);
-        let t3 = one(&mut s, t2 + ms(3), ms(1), Outcome::Answered);
+        let t3 = one(&mut s, t2 + ms(3), ms(1), AttemptSignal::Answered);
         s.on_health(failing, t3 - ms(1), t3);
         assert_eq!(s.state(), State::Healthy);
         s.on_health(failing, t3 + ms(1), t3 + ms(1));
         assert_eq!(s.state(), State::Failing);
         // A stale report is ignored.
-        let mut s = signals();
+        let mut s = vitals();
         s.on_health(failing, t0, t0 + HEALTH_FRESH + ms(1));
         assert_eq!(s.state(), State::Healthy);
     }
@@ -633,15 +537,15 @@ mod tests {
     #[test]
     fn too_many_requests_halve_the_limit_and_answers_grow_it_back() {
         let t0 = Instant::now();
-        let mut s = signals();
-        let t = one(&mut s, t0, ms(1), Outcome::TurnedAway);
+        let mut s = vitals();
+        let t = one(&mut s, t0, ms(1), AttemptSignal::TurnedAway);
         assert_eq!(s.cap(), 5);
-        let t = one(&mut s, t, ms(1), Outcome::TurnedAway);
+        let t = one(&mut s, t, ms(1), AttemptSignal::TurnedAway);
         assert_eq!(s.cap(), MIN_CAP);
         assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");
         let mut t = t;
         for _ in 0..20 {
-            t = one(&mut s, t, ms(1), Outcome::Answered);
+            t = one(&mut s, t, ms(1), AttemptSignal::Answered);
         }
         assert_eq!(s.cap(), 10);
     }
@@ -649,28 +553,28 @@ mod tests {
     #[test]
     fn a_429_pauses_the_processor_longer_each_time_until_an_answer() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         // Two requests out; the first is turned away: nothing may be sent for 50 ms.
         let (a, b) = (s.start(t0, false), s.start(t0, false));
-        s.finish(a, Outcome::TurnedAway, t0 + ms(1));
+        s.finish(a, AttemptSignal::TurnedAway, t0 + ms(1));
         let paused = t0 + ms(1);
         assert_eq!(s.view(paused).free, 0);
         assert_eq!(s.view(paused + BUSY_PAUSE_FIRST - ms(1)).free, 0);
         // The other one, sent before the pause, is turned away too: no longer pause.
-        s.finish(b, Outcome::TurnedAway, t0 + ms(2));
+        s.finish(b, AttemptSignal::TurnedAway, t0 + ms(2));
         let free = s.cap() - s.in_flight();
         assert_eq!(s.view(paused + BUSY_PAUSE_FIRST).free, free);
         // Each 429 to a request sent after a pause doubles the next one...
         let mut at = paused + BUSY_PAUSE_FIRST;
         for pause in [100, 200, 400, 800, 1_000, 1_000] {
-            let end = one(&mut s, at, ms(1), Outcome::TurnedAway);
+            let end = one(&mut s, at, ms(1), AttemptSignal::TurnedAway);
             assert_eq!(s.view(end + ms(pause) - ms(1)).free, 0, "{pause} ms");
             at = end + ms(pause);
             assert!(s.view(at).free > 0, "{pause} ms");
         }
         // ...until something is answered: the next 429 pauses for the first length again.
-        let end = one(&mut s, at, ms(1), Outcome::Answered);
-        let end = one(&mut s, end, ms(1), Outcome::TurnedAway);
+        let end = one(&mut s, at, ms(1), AttemptSignal::Answered);
+        let end = one(&mut s, end, ms(1), AttemptSignal::TurnedAway);
         assert_eq!(s.view(end + BUSY_PAUSE_FIRST - ms(1)).free, 0);
         assert!(s.view(end + BUSY_PAUSE_FIRST).free > 0);
         assert_eq!(s.state(), State::Healthy, "a 429 is not a failure");
@@ -679,10 +583,10 @@ mod tests {
     #[test]
     fn timeouts_follow_the_expected_latency() {
         let t0 = Instant::now();
-        let mut s = signals();
+        let mut s = vitals();
         let ceiling = ms(6_000);
         assert_eq!(timeout_for(s.expected(t0), ceiling), TIMEOUT_FLOOR);
-        let t = one(&mut s, t0, ms(1_000), Outcome::Answered);
+        let t = one(&mut s, t0, ms(1_000), AttemptSignal::Answered);
         assert_eq!(timeout_for(s.expected(t), ceiling), ms(3_000));
         assert_eq!(timeout_for(s.expected(t), ms(2_000)), ms(2_000));
         s.on_health(
@@ -697,14 +601,13 @@ mod tests {
     }
 
     #[test]
-    fn latency_percentile() {
-        let t0 = Instant::now();
-        let mut s = signals();
-        assert_eq!(s.p99(), None);
-        let mut t = t0;
-        for i in 1..=100 {
-            t = one(&mut s, t, ms(i), Outcome::Answered);
+    fn state_labels_follow_all() {
+        for (i, s) in State::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i);
         }
-        assert_eq!(s.p99(), Some(ms(99)));
+        let mut names: Vec<_> = State::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), State::ALL.len());
     }
 }
