@@ -10,7 +10,7 @@
 //!
 //! Folders depend downwards: [`app`] on [`intake`], [`engine`], [`upstream`] and
 //! [`ledger`], and those on the leaf modules [`processor`] and [`upstream::report`].
-//! Two tasks run on the per-core state of [`app::core::Core`] (with its metrics and
+//! Two tasks run on the per-core state of [`app::state::Core`] (with its metrics and
 //! configuration) and so look up into [`app`]: the dispatcher
 //! ([`engine::dispatch`]) and the endpoints ([`intake::routes`]); the backlog
 //! preallocates the default queue capacity of [`app::config`].
@@ -20,7 +20,7 @@
 //!
 //! [`intake`]: the client-facing request path.
 //! - [`intake::routes`]: the endpoints ([`intake::routes::Endpoints`]). `POST /payments`
-//!   validates, marks the correlationId accepted ([`app::core::Instance`]), pushes on the
+//!   validates, marks the correlationId accepted ([`app::state::Instance`]), pushes on the
 //!   core's [`engine::queue::Backlog`] and answers a constant 202.
 //! - [`intake::body`]: reads the `POST /payments` body (correlationId, amount in cents).
 //! - [`intake::handoff`]: with `HANDOFF` set, also serves client connections the lb
@@ -53,8 +53,8 @@
 //!
 //! [`app`]: everything wired together.
 //! - [`app::config`]: environment variables, errors naming the variable.
-//! - [`app::core`]: per-instance ([`app::core::Instance`]) and per-core
-//!   ([`app::core::Core`]) state.
+//! - [`app::state`]: per-instance ([`app::state::Instance`]) and per-core
+//!   ([`app::state::Core`]) state.
 //! - [`app::metrics`]: counters and per-core gauges behind `GET /metrics`, written by
 //!   [`app::metrics::render`].
 //! - [`app::start`]: binds, starts one runtime per core and spawns each core's tasks.

@@ -1,5 +1,5 @@
 //! App: configuration, per-core state, startup and metrics.
 pub mod config;
-pub mod core;
 pub mod metrics;
 pub mod start;
+pub mod state;

@@ -11,7 +11,7 @@ use net::listen::{self, StdListener};
 use net::runtime::{self, Driver};
 
 use crate::app::config::{GatewayConfig, LedgerConfig};
-use crate::app::core::{Core, Instance};
+use crate::app::state::{Core, Instance};
 use crate::intake::handoff;
 use crate::intake::routes::Endpoints;
 use crate::ledger::memory::{MemoryLedger, MemoryStore};

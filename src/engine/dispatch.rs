@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
-use crate::app::core::Core;
+use crate::app::state::Core;
 use crate::engine::payment::Payment;
 use crate::engine::policy::{decide, Decision, Placing, Rules};
 use crate::engine::queue::Lane;

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use crate::app::core::Core;
+use crate::app::state::Core;
 use crate::engine::payment::Payment;
 use crate::intake::body::parse_body;
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
