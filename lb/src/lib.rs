@@ -27,16 +27,11 @@ pub mod upstreams;
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use net::listen::{self, Listener, StdListener};
 use net::runtime;
 
 use crate::config::{Config, Mode};
-
-/// Pause after a failed accept (EMFILE and the like) before accepting again, so a full
-/// fd table does not spin the core.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Name on the lb's log lines.
 const LOG_NAME: &str = "lb";
@@ -88,19 +83,11 @@ async fn serve_handoff(listener: Listener, config: &Config) {
     loop {
         // The accepted socket is closed when it goes out of scope: after a hand-off the
         // gateway holds its own reference, and with no live upstream that ends it.
-        match &listener {
-            Listener::Tcp(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    links.hand_off(&client).await;
-                }
-                Err(e) => accept_failed(e).await,
-            },
-            Listener::Unix(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    links.hand_off(&client).await;
-                }
-                Err(e) => accept_failed(e).await,
-            },
+        match listener.accept().await {
+            Ok(client) => {
+                links.hand_off(&client).await;
+            }
+            Err(e) => listen::accept_failed(e).await,
         }
     }
 }
@@ -108,26 +95,8 @@ async fn serve_handoff(listener: Listener, config: &Config) {
 /// Accepts clients and proxies each one on its own task.
 async fn serve_proxy(listener: Listener, config: &Config) {
     let upstreams = Rc::new(upstreams::Upstreams::new(config.upstreams.clone()));
-    loop {
-        match &listener {
-            Listener::Tcp(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    let _ = client.set_nodelay(true);
-                    monoio::spawn(proxy::serve(client, upstreams.clone()));
-                }
-                Err(e) => accept_failed(e).await,
-            },
-            Listener::Unix(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    monoio::spawn(proxy::serve(client, upstreams.clone()));
-                }
-                Err(e) => accept_failed(e).await,
-            },
-        }
-    }
-}
-
-async fn accept_failed(e: std::io::Error) {
-    net::log!("accept failed: {e}");
-    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+    listen::accept_each(&listener, |client| {
+        monoio::spawn(proxy::serve(client, upstreams.clone()));
+    })
+    .await
 }

@@ -18,17 +18,16 @@ use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::{TcpStream, UnixStream};
 use monoio::time::Instant;
-use monoio::BufResult;
 
 use net::addr::Addr;
+use net::Stream;
 
 /// Largest response (head, interim responses and body as received) the client accepts.
 /// Processor and peer answers are a few hundred bytes; anything near this is a broken or
@@ -229,20 +228,37 @@ impl Client {
         }
     }
 
-    /// Opens a new connection to the target before `deadline`.
+    /// Opens a new connection to the target before `deadline`. A TCP target's resolved
+    /// address is remembered while connects to it succeed, so that only the first
+    /// connect (or one after a failure) resolves the name again.
     async fn connect(&self, deadline: Option<Instant>) -> Result<Conn, ClientError> {
         let stream = match &self.shared.target {
-            Addr::Unix(path) => match within(deadline, UnixStream::connect(path)).await {
+            Addr::Unix(_) => match within(deadline, net::connect(&self.shared.target)).await {
                 None => return Err(connect_timed_out()),
-                Some(result) => Stream::Unix(result.map_err(ClientError::Connect)?),
+                Some(result) => result.map_err(ClientError::Connect)?,
             },
             Addr::Tcp { host, port } => {
                 let cached = self.shared.pool.borrow().resolved;
                 let candidates = match cached {
                     Some(addr) => vec![addr],
-                    None => resolve(host, *port)?,
+                    None => net::stream::resolve(host, *port).map_err(ClientError::Connect)?,
                 };
-                Stream::Tcp(self.connect_tcp(&candidates, deadline).await?)
+                let connected = within(deadline, net::stream::connect_first(&candidates)).await;
+                let mut pool = self.shared.pool.borrow_mut();
+                match connected {
+                    None => {
+                        pool.resolved = None;
+                        return Err(connect_timed_out());
+                    }
+                    Some(Err(e)) => {
+                        pool.resolved = None;
+                        return Err(ClientError::Connect(e));
+                    }
+                    Some(Ok((stream, addr))) => {
+                        pool.resolved = Some(addr);
+                        stream
+                    }
+                }
             }
         };
         Ok(Conn {
@@ -251,50 +267,6 @@ impl Client {
             received: 0,
         })
     }
-
-    /// Tries each resolved address in turn; remembers the one that answered, or forgets the
-    /// cached one so that the next connect resolves the name again.
-    async fn connect_tcp(
-        &self,
-        candidates: &[SocketAddr],
-        deadline: Option<Instant>,
-    ) -> Result<TcpStream, ClientError> {
-        let mut last_error = None;
-        for &addr in candidates {
-            match within(deadline, TcpStream::connect_addr(addr)).await {
-                None => {
-                    self.shared.pool.borrow_mut().resolved = None;
-                    return Err(connect_timed_out());
-                }
-                Some(Ok(stream)) => {
-                    stream.set_nodelay(true).map_err(ClientError::Connect)?;
-                    self.shared.pool.borrow_mut().resolved = Some(addr);
-                    return Ok(stream);
-                }
-                Some(Err(e)) => last_error = Some(e),
-            }
-        }
-        self.shared.pool.borrow_mut().resolved = None;
-        Err(ClientError::Connect(last_error.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
-        })))
-    }
-}
-
-/// Resolves a host name (blocking; only done when a new connection is needed and no
-/// address is cached).
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ClientError> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(ClientError::Connect)?
-        .collect();
-    if addrs.is_empty() {
-        return Err(ClientError::Connect(io::Error::new(
-            io::ErrorKind::NotFound,
-            "host resolved to no address",
-        )));
-    }
-    Ok(addrs)
 }
 
 fn connect_timed_out() -> ClientError {
@@ -366,28 +338,6 @@ async fn exchange(
         body,
     };
     Ok((response, reusable.then_some(conn)))
-}
-
-/// A connected socket of either kind.
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            Stream::Tcp(s) => s.read(buf).await,
-            Stream::Unix(s) => s.read(buf).await,
-        }
-    }
-
-    async fn write_all<T: IoBuf + 'static>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            Stream::Tcp(s) => s.write_all(buf).await,
-            Stream::Unix(s) => s.write_all(buf).await,
-        }
-    }
 }
 
 /// A connection and the bytes received on it but not yet consumed.

@@ -13,7 +13,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Instant;
 
-use net::listen::{Accepted, Listener};
+use net::listen::Listener;
 
 use crate::request::{self, Request, Status, MAX_BODY_BYTES, MAX_HEAD_BYTES};
 use crate::response::Reply;
@@ -49,13 +49,8 @@ pub struct Timeouts {
 
 /// Accepts connections forever and serves each on its own task.
 pub async fn serve<S: Service + 'static>(listener: Listener, service: Rc<S>, timeouts: Timeouts) {
-    net::listen::accept_each(&listener, |accepted| match accepted {
-        Accepted::Tcp(s) => {
-            monoio::spawn(serve_conn(s, service.clone(), timeouts));
-        }
-        Accepted::Unix(s) => {
-            monoio::spawn(serve_conn(s, service.clone(), timeouts));
-        }
+    net::listen::accept_each(&listener, |stream| {
+        monoio::spawn(serve_conn(stream, service.clone(), timeouts));
     })
     .await
 }

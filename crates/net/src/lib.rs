@@ -10,6 +10,8 @@
 //! - [`env`]: settings from environment variables; errors name the variable.
 //! - [`runtime`]: the I/O driver choice (io_uring or epoll) and one runtime per core.
 //! - [`listen`]: listeners bound before the runtimes start, and the one accept loop.
+//! - [`stream`]: [`Stream`], a TCP or Unix connection, and the one [`connect`] to an
+//!   [`addr::Addr`] (resolve, try each address, `TCP_NODELAY`).
 //! - [`fdpass`]: passing connections between processes over a Unix socket
 //!   (SCM_RIGHTS), one of the workspace's two modules allowed `unsafe`.
 //! - [`log`]: one-line logs on stderr, prefixed with the process's name.
@@ -22,3 +24,6 @@ pub mod listen;
 pub mod log;
 pub mod ready;
 pub mod runtime;
+pub mod stream;
+
+pub use stream::{connect, connect_within, Stream};

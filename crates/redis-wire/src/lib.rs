@@ -15,12 +15,11 @@
 //! string, an error, an integer, a bulk string or an array of those.
 
 use std::fmt;
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 
 use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::{TcpStream, UnixStream};
+use net::Stream;
 use redis::Value;
 
 /// The port Redis listens on when `REDIS_URL` names none: Redis's own default.
@@ -214,12 +213,6 @@ impl fmt::Display for RedisTarget {
     }
 }
 
-/// The socket under a connection.
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
 /// One connection to Redis, owned by one core's tasks (not `Send`) and used one command
 /// (or pipeline) at a time.
 ///
@@ -245,14 +238,16 @@ impl RedisConn {
     /// A TCP host name is resolved with the system resolver, which blocks this core for
     /// the lookup; connections are opened rarely (once, then after failures).
     pub async fn connect(target: &RedisTarget) -> std::io::Result<RedisConn> {
+        // TCP_NODELAY is set: commands are small and answered one at a time.
         let stream = match &target.endpoint {
             Endpoint::Tcp { host, port } => {
-                let s = connect_tcp(host, *port).await?;
-                // Commands are small and answered one at a time: send them at once.
-                s.set_nodelay(true)?;
-                Stream::Tcp(s)
+                net::connect(&net::addr::Addr::Tcp {
+                    host: host.clone(),
+                    port: *port,
+                })
+                .await?
             }
-            Endpoint::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+            Endpoint::Unix(path) => net::connect(&net::addr::Addr::Unix(path.clone())).await?,
         };
         let mut conn = RedisConn {
             stream,
@@ -339,10 +334,7 @@ impl RedisConn {
 
     /// Writes all of `out`, then keeps its allocation for the next command.
     async fn send(&mut self, out: Vec<u8>) -> Result<(), RespError> {
-        let (res, out) = match &mut self.stream {
-            Stream::Tcp(s) => s.write_all(out).await,
-            Stream::Unix(s) => s.write_all(out).await,
-        };
+        let (res, out) = self.stream.write_all(out).await;
         if out.capacity() <= MAX_KEPT_BUF {
             self.write_buf = out;
         }
@@ -407,10 +399,7 @@ impl RedisConn {
         let len = buf.len();
         let cap = buf.capacity();
         let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..cap);
-        let (res, slice) = match &mut self.stream {
-            Stream::Tcp(s) => s.read(slice).await,
-            Stream::Unix(s) => s.read(slice).await,
-        };
+        let (res, slice) = self.stream.read(slice).await;
         self.read_buf = slice.into_inner();
         match res? {
             0 => Err(RespError::Io(std::io::Error::new(
@@ -420,24 +409,6 @@ impl RedisConn {
             _ => Ok(()),
         }
     }
-}
-
-/// Connects to the first address of `host` that accepts (`localhost` may name both
-/// `::1` and `127.0.0.1`, and Redis may listen on only one).
-async fn connect_tcp(host: &str, port: u16) -> std::io::Result<TcpStream> {
-    let mut last_error = None;
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_addr(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{host} resolves to no address"),
-        )
-    }))
 }
 
 /// Length of the complete RESP2 frame at the start of `buf`, `Ok(None)` while more
