@@ -31,14 +31,14 @@ use std::sync::{Arc, Mutex};
 use net::listen::{self, Listener, StdListener};
 use net::runtime;
 
-use crate::config::{Config, Mode};
+use crate::config::{LbConfig, LbMode};
 
 /// Name on the lb's log lines.
 const LOG_NAME: &str = "lb";
 
 /// Binds, starts one runtime per core, and serves until the process ends. Errors are
 /// startup errors, worded for the user.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: LbConfig) -> Result<(), String> {
     net::log::set_name(LOG_NAME);
     let driver = runtime::resolve(config.io_driver)?;
     let (listeners, bound) = listen::bind(&config.listen, config.cores)
@@ -69,8 +69,8 @@ pub fn run(config: Config) -> Result<(), String> {
                 None => return,
             };
             match config.mode {
-                Mode::Handoff => serve_handoff(listener, &config).await,
-                Mode::Proxy => serve_proxy(listener, &config).await,
+                LbMode::Handoff => serve_handoff(listener, &config).await,
+                LbMode::Proxy => serve_proxy(listener, &config).await,
             }
         }
     });
@@ -78,7 +78,7 @@ pub fn run(config: Config) -> Result<(), String> {
 }
 
 /// Accepts clients and hands each one over, one at a time (a hand-off is one syscall).
-async fn serve_handoff(listener: Listener, config: &Config) {
+async fn serve_handoff(listener: Listener, config: &LbConfig) {
     let mut links = handoff::Links::new(config.upstreams.clone());
     loop {
         // The accepted socket is closed when it goes out of scope: after a hand-off the
@@ -93,7 +93,7 @@ async fn serve_handoff(listener: Listener, config: &Config) {
 }
 
 /// Accepts clients and proxies each one on its own task.
-async fn serve_proxy(listener: Listener, config: &Config) {
+async fn serve_proxy(listener: Listener, config: &LbConfig) {
     let upstreams = Rc::new(upstreams::Upstreams::new(config.upstreams.clone()));
     listen::accept_each(&listener, |client| {
         monoio::spawn(proxy::serve(client, upstreams.clone()));
