@@ -1,5 +1,5 @@
-//! The lb's configuration from environment variables (the interface contract in
-//! `design.md`): `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
+//! The lb's configuration from environment variables (listed in the README):
+//! `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
 
 use net::addr::Addr;
 use net::env::{ConfigError, Vars};
