@@ -1,5 +1,5 @@
-//! The lb's configuration from environment variables (the interface contract in
-//! `design.md`): `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
+//! The lb's configuration from environment variables (listed in the README):
+//! `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
 
 use net::addr::Addr;
 use net::env::{ConfigError, Vars};
@@ -13,7 +13,7 @@ pub const DEFAULT_CORES: usize = 1;
 
 /// `LB_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub enum LbMode {
     /// Pass each accepted connection to a gateway (SCM_RIGHTS); the lb leaves the data
     /// path.
     Handoff,
@@ -21,36 +21,36 @@ pub enum Mode {
     Proxy,
 }
 
-impl Mode {
+impl LbMode {
     pub fn name(self) -> &'static str {
         match self {
-            Mode::Handoff => "handoff",
-            Mode::Proxy => "proxy",
+            LbMode::Handoff => "handoff",
+            LbMode::Proxy => "proxy",
         }
     }
 }
 
 /// The lb's configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct LbConfig {
     pub listen: Addr,
     /// Hand-off mode: the gateways' `HANDOFF` sockets; proxy mode: their `LISTEN`
     /// addresses.
     pub upstreams: Vec<Addr>,
-    pub mode: Mode,
+    pub mode: LbMode,
     pub io_driver: IoDriver,
     pub cores: usize,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_vars(&Vars(|k| std::env::var(k).ok()))
+impl LbConfig {
+    pub fn from_env() -> Result<LbConfig, ConfigError> {
+        LbConfig::from_vars(&Vars(|k| std::env::var(k).ok()))
     }
 
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Config, ConfigError> {
-        let mode = v.parse("LB_MODE", Mode::Handoff, |s| match s {
-            "handoff" => Ok(Mode::Handoff),
-            "proxy" => Ok(Mode::Proxy),
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<LbConfig, ConfigError> {
+        let mode = v.parse("LB_MODE", LbMode::Handoff, |s| match s {
+            "handoff" => Ok(LbMode::Handoff),
+            "proxy" => Ok(LbMode::Proxy),
             _ => Err(format!("expected handoff or proxy, got {s:?}")),
         })?;
         let upstreams = match v.get("UPSTREAMS") {
@@ -65,7 +65,7 @@ impl Config {
                 reason,
             })?,
         };
-        Ok(Config {
+        Ok(LbConfig {
             listen: v.addr("LISTEN", DEFAULT_LISTEN)?,
             upstreams,
             mode,
@@ -75,12 +75,12 @@ impl Config {
     }
 }
 
-fn parse_upstreams(list: &str, mode: Mode) -> Result<Vec<Addr>, String> {
+fn parse_upstreams(list: &str, mode: LbMode) -> Result<Vec<Addr>, String> {
     let mut out = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let addr = Addr::parse(item)?;
         match (&addr, mode) {
-            (Addr::Tcp { .. }, Mode::Handoff) => {
+            (Addr::Tcp { .. }, LbMode::Handoff) => {
                 return Err(format!(
                     "in handoff mode upstreams are the gateways' HANDOFF sockets \
                      (unix:/path), got {item:?}"
@@ -102,15 +102,15 @@ fn parse_upstreams(list: &str, mode: Mode) -> Result<Vec<Addr>, String> {
 mod tests {
     use super::*;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_vars(&Vars::from_pairs(pairs))
+    fn cfg(pairs: &[(&str, &str)]) -> Result<LbConfig, ConfigError> {
+        LbConfig::from_vars(&Vars::from_pairs(pairs))
     }
 
     #[test]
     fn defaults_follow_the_contract() {
         let c = cfg(&[("UPSTREAMS", "unix:/run/gw1.sock, unix:/run/gw2.sock")]).unwrap();
         assert_eq!(c.listen, Addr::parse(DEFAULT_LISTEN).unwrap());
-        assert_eq!(c.mode, Mode::Handoff);
+        assert_eq!(c.mode, LbMode::Handoff);
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert_eq!(c.cores, 1);
         assert_eq!(
@@ -129,7 +129,7 @@ mod tests {
             ("UPSTREAMS", "127.0.0.1:8080,unix:/run/gw2.sock"),
         ])
         .unwrap();
-        assert_eq!(c.mode, Mode::Proxy);
+        assert_eq!(c.mode, LbMode::Proxy);
         assert_eq!(c.upstreams.len(), 2);
     }
 

@@ -81,7 +81,7 @@ impl Links {
                 Err(_) => *slot = None,
             }
         }
-        let link = slot.insert(connect(&addr).await?);
+        let link = slot.insert(open_link(&addr).await?);
         let sent = send_on(link, client).await;
         if sent.is_err() {
             *slot = None;
@@ -90,7 +90,8 @@ impl Links {
     }
 }
 
-async fn connect(addr: &Addr) -> io::Result<UnixStream> {
+/// Opens a link to an upstream's `HANDOFF` socket (always a Unix path).
+async fn open_link(addr: &Addr) -> io::Result<UnixStream> {
     let Addr::Unix(path) = addr else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

@@ -27,23 +27,18 @@ pub mod upstreams;
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use net::listen::{self, Listener, StdListener};
 use net::runtime;
 
-use crate::config::{Config, Mode};
-
-/// Pause after a failed accept (EMFILE and the like) before accepting again, so a full
-/// fd table does not spin the core.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+use crate::config::{LbConfig, LbMode};
 
 /// Name on the lb's log lines.
 const LOG_NAME: &str = "lb";
 
 /// Binds, starts one runtime per core, and serves until the process ends. Errors are
 /// startup errors, worded for the user.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: LbConfig) -> Result<(), String> {
     net::log::set_name(LOG_NAME);
     let driver = runtime::resolve(config.io_driver)?;
     let (listeners, bound) = listen::bind(&config.listen, config.cores)
@@ -74,8 +69,8 @@ pub fn run(config: Config) -> Result<(), String> {
                 None => return,
             };
             match config.mode {
-                Mode::Handoff => serve_handoff(listener, &config).await,
-                Mode::Proxy => serve_proxy(listener, &config).await,
+                LbMode::Handoff => serve_handoff(listener, &config).await,
+                LbMode::Proxy => serve_proxy(listener, &config).await,
             }
         }
     });
@@ -83,51 +78,25 @@ pub fn run(config: Config) -> Result<(), String> {
 }
 
 /// Accepts clients and hands each one over, one at a time (a hand-off is one syscall).
-async fn serve_handoff(listener: Listener, config: &Config) {
+async fn serve_handoff(listener: Listener, config: &LbConfig) {
     let mut links = handoff::Links::new(config.upstreams.clone());
     loop {
         // The accepted socket is closed when it goes out of scope: after a hand-off the
         // gateway holds its own reference, and with no live upstream that ends it.
-        match &listener {
-            Listener::Tcp(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    links.hand_off(&client).await;
-                }
-                Err(e) => accept_failed(e).await,
-            },
-            Listener::Unix(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    links.hand_off(&client).await;
-                }
-                Err(e) => accept_failed(e).await,
-            },
+        match listener.accept().await {
+            Ok(client) => {
+                links.hand_off(&client).await;
+            }
+            Err(e) => listen::accept_failed(e).await,
         }
     }
 }
 
 /// Accepts clients and proxies each one on its own task.
-async fn serve_proxy(listener: Listener, config: &Config) {
+async fn serve_proxy(listener: Listener, config: &LbConfig) {
     let upstreams = Rc::new(upstreams::Upstreams::new(config.upstreams.clone()));
-    loop {
-        match &listener {
-            Listener::Tcp(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    let _ = client.set_nodelay(true);
-                    monoio::spawn(proxy::serve(client, upstreams.clone()));
-                }
-                Err(e) => accept_failed(e).await,
-            },
-            Listener::Unix(l) => match l.accept().await {
-                Ok((client, _)) => {
-                    monoio::spawn(proxy::serve(client, upstreams.clone()));
-                }
-                Err(e) => accept_failed(e).await,
-            },
-        }
-    }
-}
-
-async fn accept_failed(e: std::io::Error) {
-    net::log!("accept failed: {e}");
-    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+    listen::accept_each(&listener, |client| {
+        monoio::spawn(proxy::serve(client, upstreams.clone()));
+    })
+    .await
 }

@@ -1,7 +1,7 @@
 //! The lb binary: configuration from the environment, then [`lb::run`].
 
 fn main() {
-    let config = match lb::config::Config::from_env() {
+    let config = match lb::config::LbConfig::from_env() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lb: {e}");

@@ -6,13 +6,11 @@
 //! half-close (`shutdown(SHUT_WR)`) to the other, so pipelined requests followed by a
 //! close still get every answer.
 
-use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
-use monoio::net::{TcpStream, UnixStream};
-use net::addr::Addr;
+use net::Stream;
 
 use crate::upstreams::Upstreams;
 
@@ -23,49 +21,35 @@ const COPY_BUF_BYTES: usize = 16 * 1024;
 /// on the same host or network, where a connect takes well under a millisecond.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
 
-/// A connection to an upstream.
-enum Upstream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-async fn connect(addr: &Addr) -> io::Result<Upstream> {
-    let connecting = async {
-        match addr {
-            Addr::Tcp { host, port } => {
-                let s = TcpStream::connect((host.as_str(), *port)).await?;
-                s.set_nodelay(true)?;
-                Ok(Upstream::Tcp(s))
-            }
-            Addr::Unix(path) => Ok(Upstream::Unix(UnixStream::connect(path).await?)),
-        }
-    };
-    match monoio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
-}
-
 /// Serves one client: connects to the next live upstream and copies bytes both ways
 /// until both directions are done. With no live upstream the client is closed.
-pub async fn serve<C>(client: C, upstreams: Rc<Upstreams>)
-where
-    C: AsyncReadRent + AsyncWriteRent + Splitable,
-    C::OwnedRead: AsyncReadRent,
-    C::OwnedWrite: AsyncWriteRent,
-{
+pub async fn serve(client: Stream, upstreams: Rc<Upstreams>) {
     for i in upstreams.order() {
-        match connect(upstreams.addr(i)).await {
+        match net::connect_within(upstreams.addr(i), CONNECT_TIMEOUT).await {
             Ok(up) => {
                 upstreams.mark_up(i);
-                match up {
-                    Upstream::Tcp(s) => splice(client, s).await,
-                    Upstream::Unix(s) => splice(client, s).await,
+                // Each pair of socket kinds gets its own copy loop, with no dispatch per
+                // read or write.
+                match client {
+                    Stream::Tcp(c) => splice_to(c, up).await,
+                    Stream::Unix(c) => splice_to(c, up).await,
                 }
                 return;
             }
             Err(e) => upstreams.mark_down(i, &e),
         }
+    }
+}
+
+async fn splice_to<C>(client: C, upstream: Stream)
+where
+    C: Splitable,
+    C::OwnedRead: AsyncReadRent,
+    C::OwnedWrite: AsyncWriteRent,
+{
+    match upstream {
+        Stream::Tcp(s) => splice(client, s).await,
+        Stream::Unix(s) => splice(client, s).await,
     }
 }
 

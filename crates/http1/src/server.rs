@@ -3,7 +3,7 @@
 //! Each core runs [`serve`] on its own listener. A connection reads into one buffer,
 //! parses every complete request in it (pipelining), lets the [`Service`] append each
 //! answer to one output buffer, and writes them in one go. Connection state is the
-//! [`Conn`] enum: idle between requests, or inside a partly received request, which is
+//! `ConnState` enum: idle between requests, or inside a partly received request, which is
 //! the only time the slow-client timeout runs.
 
 use std::rc::Rc;
@@ -13,7 +13,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Instant;
 
-use net::listen::{Accepted, Listener};
+use net::listen::Listener;
 
 use crate::request::{self, Request, Status, MAX_BODY_BYTES, MAX_HEAD_BYTES};
 use crate::response::Reply;
@@ -49,20 +49,15 @@ pub struct Timeouts {
 
 /// Accepts connections forever and serves each on its own task.
 pub async fn serve<S: Service + 'static>(listener: Listener, service: Rc<S>, timeouts: Timeouts) {
-    net::listen::accept_each(&listener, |accepted| match accepted {
-        Accepted::Tcp(s) => {
-            monoio::spawn(serve_conn(s, service.clone(), timeouts));
-        }
-        Accepted::Unix(s) => {
-            monoio::spawn(serve_conn(s, service.clone(), timeouts));
-        }
+    net::listen::accept_each(&listener, |stream| {
+        monoio::spawn(serve_conn(stream, service.clone(), timeouts));
     })
     .await
 }
 
 /// Where a connection is between reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Conn {
+enum ConnState {
     /// No request bytes pending: waiting for the next request (idle timeout).
     Idle,
     /// Part of a request has arrived; it must complete before this deadline.
@@ -77,7 +72,7 @@ where
 {
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF_INITIAL);
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_BUF_INITIAL);
-    let mut state = Conn::Idle;
+    let mut state = ConnState::Idle;
     loop {
         // Answer every complete request in the buffer.
         let mut consumed = 0;
@@ -103,7 +98,7 @@ where
         }
         if consumed > 0 {
             buf.drain(..consumed);
-            state = Conn::Idle;
+            state = ConnState::Idle;
         }
         if !out.is_empty() {
             let deadline = Instant::now() + timeouts.request;
@@ -122,14 +117,14 @@ where
             return;
         }
         // Read more.
-        if !buf.is_empty() && state == Conn::Idle {
-            state = Conn::Receiving {
+        if !buf.is_empty() && state == ConnState::Idle {
+            state = ConnState::Receiving {
                 deadline: Instant::now() + timeouts.request,
             };
         }
         let deadline = match state {
-            Conn::Idle => Instant::now() + timeouts.idle,
-            Conn::Receiving { deadline } => deadline,
+            ConnState::Idle => Instant::now() + timeouts.idle,
+            ConnState::Receiving { deadline } => deadline,
         };
         if buf.capacity() - buf.len() < READ_MIN_ROOM {
             let target = (buf.capacity() * 2).min(READ_BUF_MAX);
@@ -143,7 +138,7 @@ where
         let (res, slice) = match read {
             Ok(r) => r,
             Err(_) => {
-                if let Conn::Receiving { .. } = state {
+                if let ConnState::Receiving { .. } = state {
                     let mut tail = Vec::new();
                     Reply::new(&mut tail, true).error(408, "request not completed in time");
                     let _ = monoio::time::timeout(timeouts.request, io.write_all(tail)).await;

@@ -36,8 +36,7 @@ impl Addr {
         if let Some(path) = s.strip_prefix(UNIX_PREFIX) {
             return parse_unix(path, s);
         }
-        let (host, port) = split_authority(s)
-            .ok_or_else(|| format!("expected host:port, [ipv6]:port or unix:/path, got {s:?}"))?;
+        let (host, port) = split_authority(s, s)?;
         let port = port.ok_or_else(|| format!("missing port in {s:?} (expected host:port)"))?;
         let port = check_port(port, s)?;
         Ok(Addr::Tcp {
@@ -77,17 +76,27 @@ impl Addr {
         if authority.contains('@') {
             return Err(format!("user info is not supported in {s:?}"));
         }
-        let (host, port) = split_authority(authority)
-            .ok_or_else(|| format!("expected http://host[:port], got {s:?}"))?;
+        Addr::parse_authority(authority, HTTP_DEFAULT_PORT, s)
+    }
+
+    /// Parses the authority of a URL, `host[:port]` or `[v6][:port]`, to connect to:
+    /// `default_port` when none is written, and port 0 refused. Errors quote `whole`,
+    /// the URL the authority was taken from.
+    pub fn parse_authority(
+        authority: &str,
+        default_port: u16,
+        whole: &str,
+    ) -> Result<Addr, String> {
+        let (host, port) = split_authority(authority, whole)?;
         let port = match port {
-            None => HTTP_DEFAULT_PORT,
-            Some(p) => match check_port(p, s)? {
-                0 => return Err(format!("port 0 cannot be connected to, in {s:?}")),
+            None => default_port,
+            Some(p) => match check_port(p, whole)? {
+                0 => return Err(format!("port 0 cannot be connected to, in {whole:?}")),
                 p => p,
             },
         };
         Ok(Addr::Tcp {
-            host: check_host(host, s)?,
+            host: check_host(host, whole)?,
             port,
         })
     }
@@ -129,19 +138,27 @@ enum Host<'a> {
     Bracketed(&'a str),
 }
 
-/// Splits `host[:port]` or `[v6][:port]`; `None` when the brackets are malformed.
-fn split_authority(s: &str) -> Option<(Host<'_>, Option<&str>)> {
+/// Splits `host[:port]` or `[v6][:port]`; malformed brackets are an error quoting
+/// `whole`.
+fn split_authority<'a>(s: &'a str, whole: &str) -> Result<(Host<'a>, Option<&'a str>), String> {
     if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("unclosed '[' in {whole:?} (expected [ipv6]:port)"))?;
         let host = Host::Bracketed(&rest[..end]);
         match &rest[end + 1..] {
-            "" => Some((host, None)),
-            after => Some((host, Some(after.strip_prefix(':')?))),
+            "" => Ok((host, None)),
+            after => match after.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err(format!(
+                    "{after:?} after its host in {whole:?} (expected [ipv6]:port)"
+                )),
+            },
         }
     } else {
         match s.split_once(':') {
-            Some((host, port)) => Some((Host::Plain(host), Some(port))),
-            None => Some((Host::Plain(s), None)),
+            Some((host, port)) => Ok((Host::Plain(host), Some(port))),
+            None => Ok((Host::Plain(s), None)),
         }
     }
 }
@@ -300,7 +317,8 @@ mod tests {
             ("http://host:99999", "out of range"),
             ("http://host?x=1", "bad character"),
             ("http://host#frag", "bad character"),
-            ("http://[::1", "expected"),
+            ("http://[::1", "unclosed"),
+            ("http://[::1]x", "after its host"),
             ("unix:", "empty"),
         ];
         for (input, needle) in table {

@@ -4,15 +4,20 @@
 //! env ──► runtime (one monoio runtime per core) ──► listen (bind, accept) ──► the servers
 //!  │                                                 fdpass (SCM_RIGHTS) ──► hand-off
 //!  └── addr (host:port or unix:/path) ───────────────────────────────────────┘
+//!       └──► stream (connect: Redis, processors, peers, upstreams) ──► the clients
 //! ```
 //!
+//! Every socket the servers accept and the clients open is a [`Stream`] (TCP or Unix).
+//!
 //! - [`addr`]: `host:port`, `unix:/path` and `http://` targets, parsed once at startup.
-//! - [`env`]: settings from environment variables; errors name the variable.
+//! - [`env`](mod@env): settings from environment variables; errors name the variable.
 //! - [`runtime`]: the I/O driver choice (io_uring or epoll) and one runtime per core.
 //! - [`listen`]: listeners bound before the runtimes start, and the one accept loop.
+//! - [`stream`]: [`Stream`], a TCP or Unix connection, and the one [`connect`] to an
+//!   [`addr::Addr`] (resolve, try each address, `TCP_NODELAY`).
 //! - [`fdpass`]: passing connections between processes over a Unix socket
 //!   (SCM_RIGHTS), one of the workspace's two modules allowed `unsafe`.
-//! - [`log`]: one-line logs on stderr, prefixed with the process's name.
+//! - [`log`](mod@log): one-line logs on stderr, prefixed with the process's name.
 //! - [`ready`]: the one line on stdout that says every listener is bound, and where.
 
 pub mod addr;
@@ -22,3 +27,6 @@ pub mod listen;
 pub mod log;
 pub mod ready;
 pub mod runtime;
+pub mod stream;
+
+pub use stream::{connect, connect_within, Stream};

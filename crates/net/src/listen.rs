@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use crate::addr::Addr;
+use crate::stream::Stream;
 
-/// Pause after a failed accept (EMFILE and the like) before accepting again, so a full
-/// fd table does not spin the core.
+/// Pause after a failed accept before accepting again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// One core's listener.
@@ -97,30 +97,34 @@ fn bind_tcp(sa: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> 
     Ok(socket.into())
 }
 
-/// A connection just accepted.
-pub enum Accepted {
-    Tcp(monoio::net::TcpStream),
-    Unix(monoio::net::UnixStream),
+impl Listener {
+    /// Accepts one connection, as it comes (no socket option is set).
+    pub async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+        }
+    }
 }
 
 /// Accepts connections forever, handing each to `serve` (which spawns its task). TCP
 /// connections get `TCP_NODELAY`: answers are small and must leave at once. A failed
 /// accept is logged and retried after a pause.
-pub async fn accept_each(listener: &Listener, mut serve: impl FnMut(Accepted)) {
+pub async fn accept_each(listener: &Listener, mut serve: impl FnMut(Stream)) {
     loop {
-        let accepted = match listener {
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
-                let _ = s.set_nodelay(true);
-                Accepted::Tcp(s)
-            }),
-            Listener::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
-        };
-        match accepted {
-            Ok(a) => serve(a),
-            Err(e) => {
-                crate::log!("accept failed: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+        match listener.accept().await {
+            Ok(s) => {
+                let _ = s.set_nodelay();
+                serve(s)
             }
+            Err(e) => accept_failed(e).await,
         }
     }
+}
+
+/// Logs a failed accept and pauses before the next one (EMFILE and the like), so that a
+/// full fd table does not spin the core.
+pub async fn accept_failed(e: std::io::Error) {
+    crate::log!("accept failed: {e}");
+    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
 }

@@ -13,64 +13,41 @@
 //! Responses are framed by `Content-Length`, by `Transfer-Encoding: chunked` (extensions and
 //! trailers are skipped), or by the end of the connection. 1xx interim responses are
 //! skipped; responses to HEAD and 204/304 responses have no body.
+//!
+//! Inside, in the order a request meets them:
+//!
+//! - `pool`: the keep-alive pool of one target (idle connections, the resolved address).
+//! - `connection`: one connection and one exchange on it (write the request, read the
+//!   response).
+//! - `framing`: response-head parsing and how the body is delimited.
+//! - `chunked`: the incremental decoder of chunked bodies.
 
-use std::cell::RefCell;
+mod chunked;
+mod connection;
+mod framing;
+mod pool;
+
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::{TcpStream, UnixStream};
 use monoio::time::Instant;
-use monoio::BufResult;
-
 use net::addr::Addr;
+
+use connection::encode_request;
+use pool::Pool;
 
 /// Largest response (head, interim responses and body as received) the client accepts.
 /// Processor and peer answers are a few hundred bytes; anything near this is a broken or
 /// hostile peer, and the bound keeps a core's memory small.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Bytes asked of the socket per read. One read holds a whole processor answer (head and
-/// JSON body are well under 1 KiB), so a response costs one read syscall.
-const READ_BUF_BYTES: usize = 4 * 1024;
-
-/// Response header fields parsed. Processors send under ten; more means a peer we do not
-/// understand.
-const MAX_HEADERS: usize = 32;
-
-/// Room reserved for the request line's fixed parts, `Host` and `Content-Length` lines,
-/// so that building a request allocates once.
-const REQUEST_HEAD_RESERVE: usize = 96;
-/// Pooled connections idle longer than this are closed rather than reused: servers close
-/// idle keep-alive connections (our gateways after 60 s, nginx after 75 s), and a request
-/// written while the server closes its end fails.
-const POOL_IDLE_LIMIT: Duration = Duration::from_secs(20);
-
 /// One connection pool to one target, owned by one core. Clones share the pool.
 #[derive(Clone)]
 pub struct Client {
-    shared: Rc<Shared>,
-}
-
-struct Shared {
-    target: Addr,
-    /// Value of the Host header, computed once.
-    host_header: String,
-    max_idle: usize,
-    pool: RefCell<Pool>,
-}
-
-struct Pool {
-    /// Idle connections, most recently used last (taken first: least likely to have been
-    /// closed by the server's idle timeout).
-    idle: Vec<(Conn, Instant)>,
-    /// Last address a TCP connect succeeded to; cleared when a connect fails.
-    resolved: Option<SocketAddr>,
+    pool: Rc<Pool>,
 }
 
 /// A complete response.
@@ -127,25 +104,17 @@ impl Client {
     /// are closed after use). No connection is opened until the first request.
     pub fn new(target: Addr, max_idle: usize) -> Client {
         Client {
-            shared: Rc::new(Shared {
-                host_header: target.host_header(),
-                target,
-                max_idle,
-                pool: RefCell::new(Pool {
-                    idle: Vec::new(),
-                    resolved: None,
-                }),
-            }),
+            pool: Rc::new(Pool::new(target, max_idle)),
         }
     }
 
     pub fn target(&self) -> &Addr {
-        &self.shared.target
+        self.pool.target()
     }
 
     /// Number of idle pooled connections (for tests and metrics).
     pub fn idle(&self) -> usize {
-        self.shared.pool.borrow().idle.len()
+        self.pool.idle()
     }
 
     /// Sends one request and reads its whole response, within `timeout` overall (connect
@@ -174,127 +143,27 @@ impl Client {
             "head_extra must be whole header lines"
         );
         let deadline = Instant::now().checked_add(timeout);
-        let mut request = encode_request(method, path, &self.shared.host_header, head_extra, body);
+        let mut request = encode_request(method, path, self.pool.host_header(), head_extra, body);
         let no_body = method.eq_ignore_ascii_case("HEAD");
         let idempotent = no_body || method.eq_ignore_ascii_case("GET");
-        if let Some(conn) = self.take_idle() {
+        if let Some(conn) = self.pool.take_idle() {
             // Only a request that may be sent twice keeps a copy for a second try.
             let first = if idempotent {
                 request.clone()
             } else {
                 std::mem::take(&mut request)
             };
-            match within(deadline, exchange(conn, first, no_body)).await {
+            match within(deadline, conn.exchange(first, no_body)).await {
                 // The server closed the pooled connection before answering (its idle
                 // timeout raced our reuse): a GET is safe to send again, on a new one.
                 Some(Err(ClientError::Io(_))) if idempotent => {}
-                result => return self.finish(result),
+                result => return self.pool.finish(result),
             }
         }
-        let conn = self.connect(deadline).await?;
-        let result = within(deadline, exchange(conn, request, no_body)).await;
-        self.finish(result)
+        let conn = self.pool.connect(deadline).await?;
+        let result = within(deadline, conn.exchange(request, no_body)).await;
+        self.pool.finish(result)
     }
-
-    /// The most recently used idle connection that has not been idle too long; older
-    /// ones are closed.
-    fn take_idle(&self) -> Option<Conn> {
-        let now = Instant::now();
-        let mut pool = self.shared.pool.borrow_mut();
-        while let Some((conn, since)) = pool.idle.pop() {
-            if now.saturating_duration_since(since) <= POOL_IDLE_LIMIT {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Pools a reusable connection and returns the exchange's result.
-    fn finish(
-        &self,
-        result: Option<Result<(Response, Option<Conn>), ClientError>>,
-    ) -> Result<Response, ClientError> {
-        match result {
-            None => Err(ClientError::Timeout),
-            Some(Err(e)) => Err(e),
-            Some(Ok((response, reusable))) => {
-                if let Some(conn) = reusable {
-                    let mut pool = self.shared.pool.borrow_mut();
-                    if pool.idle.len() < self.shared.max_idle {
-                        pool.idle.push((conn, Instant::now()));
-                    }
-                }
-                Ok(response)
-            }
-        }
-    }
-
-    /// Opens a new connection to the target before `deadline`.
-    async fn connect(&self, deadline: Option<Instant>) -> Result<Conn, ClientError> {
-        let stream = match &self.shared.target {
-            Addr::Unix(path) => match within(deadline, UnixStream::connect(path)).await {
-                None => return Err(connect_timed_out()),
-                Some(result) => Stream::Unix(result.map_err(ClientError::Connect)?),
-            },
-            Addr::Tcp { host, port } => {
-                let cached = self.shared.pool.borrow().resolved;
-                let candidates = match cached {
-                    Some(addr) => vec![addr],
-                    None => resolve(host, *port)?,
-                };
-                Stream::Tcp(self.connect_tcp(&candidates, deadline).await?)
-            }
-        };
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(READ_BUF_BYTES),
-            received: 0,
-        })
-    }
-
-    /// Tries each resolved address in turn; remembers the one that answered, or forgets the
-    /// cached one so that the next connect resolves the name again.
-    async fn connect_tcp(
-        &self,
-        candidates: &[SocketAddr],
-        deadline: Option<Instant>,
-    ) -> Result<TcpStream, ClientError> {
-        let mut last_error = None;
-        for &addr in candidates {
-            match within(deadline, TcpStream::connect_addr(addr)).await {
-                None => {
-                    self.shared.pool.borrow_mut().resolved = None;
-                    return Err(connect_timed_out());
-                }
-                Some(Ok(stream)) => {
-                    stream.set_nodelay(true).map_err(ClientError::Connect)?;
-                    self.shared.pool.borrow_mut().resolved = Some(addr);
-                    return Ok(stream);
-                }
-                Some(Err(e)) => last_error = Some(e),
-            }
-        }
-        self.shared.pool.borrow_mut().resolved = None;
-        Err(ClientError::Connect(last_error.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "host resolved to no address")
-        })))
-    }
-}
-
-/// Resolves a host name (blocking; only done when a new connection is needed and no
-/// address is cached).
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ClientError> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(ClientError::Connect)?
-        .collect();
-    if addrs.is_empty() {
-        return Err(ClientError::Connect(io::Error::new(
-            io::ErrorKind::NotFound,
-            "host resolved to no address",
-        )));
-    }
-    Ok(addrs)
 }
 
 fn connect_timed_out() -> ClientError {
@@ -313,442 +182,16 @@ async fn within<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Ou
     }
 }
 
-/// The request head and body in one buffer, so that one write sends both.
-fn encode_request(method: &str, path: &str, host: &str, head_extra: &str, body: &[u8]) -> Vec<u8> {
-    let mut req = Vec::with_capacity(
-        REQUEST_HEAD_RESERVE
-            + method.len()
-            + path.len()
-            + host.len()
-            + head_extra.len()
-            + body.len(),
-    );
-    req.extend_from_slice(method.as_bytes());
-    req.push(b' ');
-    req.extend_from_slice(path.as_bytes());
-    req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    req.extend_from_slice(host.as_bytes());
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(head_extra.as_bytes());
-    let method_has_body = method.eq_ignore_ascii_case("POST") || method.eq_ignore_ascii_case("PUT");
-    if !body.is_empty() || method_has_body {
-        req.extend_from_slice(b"Content-Length: ");
-        req.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(body);
-    req
-}
-
 /// What a method or request target must be to keep the request line intact: non-empty
 /// visible ASCII (no spaces, CR or LF).
 fn is_visible_ascii(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Writes the request and reads its response. Returns the connection when it may be reused.
-async fn exchange(
-    mut conn: Conn,
-    request: Vec<u8>,
-    no_body: bool,
-) -> Result<(Response, Option<Conn>), ClientError> {
-    let (written, _) = conn.stream.write_all(request).await;
-    written.map_err(ClientError::Io)?;
-    conn.received = 0;
-    let head = conn.read_head(no_body).await?;
-    let body = conn.read_body(head.framing).await?;
-    let reusable = head.keep_alive && head.framing != Framing::UntilEof && conn.buf.is_empty();
-    // An idle connection keeps at most one read buffer's worth of memory.
-    conn.buf.shrink_to(READ_BUF_BYTES);
-    let response = Response {
-        status: head.status,
-        body,
-    };
-    Ok((response, reusable.then_some(conn)))
-}
-
-/// A connected socket of either kind.
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            Stream::Tcp(s) => s.read(buf).await,
-            Stream::Unix(s) => s.read(buf).await,
-        }
-    }
-
-    async fn write_all<T: IoBuf + 'static>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            Stream::Tcp(s) => s.write_all(buf).await,
-            Stream::Unix(s) => s.write_all(buf).await,
-        }
-    }
-}
-
-/// A connection and the bytes received on it but not yet consumed.
-struct Conn {
-    stream: Stream,
-    /// Received, unconsumed bytes. Empty between exchanges.
-    buf: Vec<u8>,
-    /// Bytes received for the current response, checked against [`MAX_RESPONSE_BYTES`].
-    received: usize,
-}
-
-/// How the body of a response is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body (HEAD, 204, 304).
-    Empty,
-    /// `Content-Length` bytes.
-    Length(usize),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Until the server closes the connection (no length given).
-    UntilEof,
-}
-
-/// What the client needs from a final response head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    /// HTTP/1.1 without `Connection: close`.
-    keep_alive: bool,
-    framing: Framing,
-}
-
-fn eof_error(received: usize) -> ClientError {
-    let why = if received == 0 {
-        "connection closed before any response byte"
-    } else {
-        "connection closed before the response was complete"
-    };
-    ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, why))
-}
-
-impl Conn {
-    /// Appends received bytes to `buf`. Returns 0 at end of stream.
-    async fn fill(&mut self) -> Result<usize, ClientError> {
-        // Ask for one byte past the limit, so that a response of exactly the limit that is
-        // framed by EOF still sees its EOF.
-        let want = READ_BUF_BYTES.min(MAX_RESPONSE_BYTES + 1 - self.received);
-        self.buf.reserve(want);
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let (result, slice) = self.stream.read(buf.slice_mut(len..len + want)).await;
-        self.buf = slice.into_inner();
-        let n = result.map_err(ClientError::Io)?;
-        self.received += n;
-        if self.received > MAX_RESPONSE_BYTES {
-            return Err(ClientError::BadResponse(
-                "response larger than MAX_RESPONSE_BYTES",
-            ));
-        }
-        Ok(n)
-    }
-
-    /// Reads up to the head of the final response, skipping 1xx interim responses, and
-    /// leaves the bytes after the head in `buf`.
-    async fn read_head(&mut self, no_body: bool) -> Result<Head, ClientError> {
-        loop {
-            match parse_head(&self.buf, no_body)? {
-                Some((len, head)) => {
-                    self.buf.drain(..len);
-                    if (100..200).contains(&head.status) {
-                        continue;
-                    }
-                    return Ok(head);
-                }
-                None => {
-                    if self.fill().await? == 0 {
-                        return Err(eof_error(self.received));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads the body framed by `framing`; bytes after it stay in `buf`.
-    async fn read_body(&mut self, framing: Framing) -> Result<Vec<u8>, ClientError> {
-        match framing {
-            Framing::Empty => Ok(Vec::new()),
-            Framing::Length(n) => {
-                while self.buf.len() < n {
-                    if self.fill().await? == 0 {
-                        return Err(eof_error(self.received));
-                    }
-                }
-                let body = self.buf[..n].to_vec();
-                self.buf.drain(..n);
-                Ok(body)
-            }
-            Framing::Chunked => {
-                let mut decoder = ChunkedDecoder::new();
-                let mut body = Vec::new();
-                loop {
-                    let used = decoder
-                        .feed(&self.buf, &mut body)
-                        .map_err(ClientError::BadResponse)?;
-                    self.buf.drain(..used);
-                    if decoder.is_done() {
-                        return Ok(body);
-                    }
-                    if self.fill().await? == 0 {
-                        return Err(eof_error(self.received));
-                    }
-                }
-            }
-            Framing::UntilEof => {
-                while self.fill().await? != 0 {}
-                Ok(std::mem::take(&mut self.buf))
-            }
-        }
-    }
-}
-
-/// Parses a response head at the start of `buf`: `None` when more bytes are needed, else
-/// the head's length and what it says. `no_body` is set for responses to HEAD.
-fn parse_head(buf: &[u8], no_body: bool) -> Result<Option<(usize, Head)>, ClientError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(ClientError::BadResponse(describe_parse_error(e))),
-    };
-    let status = response.code.unwrap_or(0);
-    if status == 101 {
-        return Err(ClientError::BadResponse(
-            "unexpected 101 Switching Protocols",
-        ));
-    }
-    let mut content_length: Option<usize> = None;
-    let mut transfer_encoding = false;
-    let mut chunked = false;
-    let mut close = false;
-    for header in response.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(header.value)?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(ClientError::BadResponse(
-                    "conflicting Content-Length values",
-                ));
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            // The last coding of the last field decides whether the body is chunked.
-            if let Some(last) = tokens(header.value).last() {
-                chunked = last.eq_ignore_ascii_case(b"chunked");
-            }
-        } else if name.eq_ignore_ascii_case("connection") {
-            close |= tokens(header.value).any(|t| t.eq_ignore_ascii_case(b"close"));
-        }
-    }
-    let framing = if no_body || (100..200).contains(&status) || status == 204 || status == 304 {
-        Framing::Empty
-    } else if transfer_encoding {
-        // A coding other than a final chunked one is delimited by the end of the connection.
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::UntilEof
-        }
-    } else if let Some(n) = content_length {
-        Framing::Length(n)
-    } else {
-        Framing::UntilEof
-    };
-    let head = Head {
-        status,
-        keep_alive: response.version == Some(1) && !close,
-        framing,
-    };
-    Ok(Some((len, head)))
-}
-
-fn describe_parse_error(e: httparse::Error) -> &'static str {
-    match e {
-        httparse::Error::Version => "not an HTTP/1.x response",
-        httparse::Error::Status => "invalid status code",
-        httparse::Error::TooManyHeaders => "too many response header fields",
-        httparse::Error::HeaderName | httparse::Error::HeaderValue => "invalid response header",
-        _ => "invalid response head",
-    }
-}
-
-/// Comma-separated list elements of a header value, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-}
-
-/// A Content-Length value: decimal digits, or a list of identical ones.
-fn parse_content_length(value: &[u8]) -> Result<usize, ClientError> {
-    const BAD: ClientError = ClientError::BadResponse("invalid Content-Length");
-    let mut result = None;
-    for token in value.split(|&b| b == b',').map(|t| t.trim_ascii()) {
-        if token.is_empty() || !token.iter().all(u8::is_ascii_digit) {
-            return Err(BAD);
-        }
-        let mut n: usize = 0;
-        for &digit in token {
-            n = n * 10 + usize::from(digit - b'0');
-            if n > MAX_RESPONSE_BYTES {
-                return Err(ClientError::BadResponse(
-                    "Content-Length larger than MAX_RESPONSE_BYTES",
-                ));
-            }
-        }
-        if result.is_some_and(|prev| prev != n) {
-            return Err(ClientError::BadResponse(
-                "conflicting Content-Length values",
-            ));
-        }
-        result = Some(n);
-    }
-    result.ok_or(BAD)
-}
-
-/// Where a [`ChunkedDecoder`] is in the chunked body grammar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Expecting the first hex digit of a chunk size.
-    SizeStart,
-    /// Inside the hex digits of a chunk size.
-    Size(usize),
-    /// After whitespace following the size: only `;` or CR may come.
-    SizeEnd(usize),
-    /// Inside chunk extensions, up to the CR.
-    Extension(usize),
-    /// CR of the chunk-size line seen, expecting LF.
-    SizeLf(usize),
-    /// Bytes of chunk data still to come.
-    Data(usize),
-    /// Expecting the CR after chunk data.
-    DataCr,
-    /// Expecting the LF after chunk data.
-    DataLf,
-    /// At the start of a trailer field line or of the final empty line.
-    TrailerStart,
-    /// Inside a trailer field line, up to the CR.
-    Trailer,
-    /// CR of a trailer field line seen, expecting LF.
-    TrailerLf,
-    /// CR of the final empty line seen, expecting LF.
-    FinalLf,
-    /// The body is complete.
-    Done,
-}
-
-/// Incremental decoder of a chunked body: accepts input split at any byte.
-#[derive(Debug)]
-struct ChunkedDecoder {
-    state: Chunk,
-}
-
-impl ChunkedDecoder {
-    fn new() -> ChunkedDecoder {
-        ChunkedDecoder {
-            state: Chunk::SizeStart,
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.state == Chunk::Done
-    }
-
-    /// Decodes from `input`, appending data to `body`. Returns the bytes consumed: all of
-    /// `input`, or fewer when the body ended (the rest belongs to what follows).
-    fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<usize, &'static str> {
-        let mut i = 0;
-        while i < input.len() && self.state != Chunk::Done {
-            if let Chunk::Data(remaining) = self.state {
-                let take = remaining.min(input.len() - i);
-                body.extend_from_slice(&input[i..i + take]);
-                i += take;
-                self.state = match remaining - take {
-                    0 => Chunk::DataCr,
-                    left => Chunk::Data(left),
-                };
-                continue;
-            }
-            let byte = input[i];
-            i += 1;
-            self.state = step(self.state, byte)?;
-        }
-        Ok(i)
-    }
-}
-
-/// One byte of the chunked grammar outside chunk data.
-fn step(state: Chunk, byte: u8) -> Result<Chunk, &'static str> {
-    const BARE_LF: &str = "bare LF in chunked body";
-    let next = match (state, byte) {
-        (Chunk::SizeStart, _) => match hex_value(byte) {
-            Some(d) => Chunk::Size(d),
-            None => return Err("invalid chunk size"),
-        },
-        (Chunk::Size(n), b';') => Chunk::Extension(n),
-        (Chunk::Size(n), b'\r') => Chunk::SizeLf(n),
-        (Chunk::Size(n), b' ' | b'\t') => Chunk::SizeEnd(n),
-        (Chunk::Size(n), _) => match hex_value(byte) {
-            Some(d) => {
-                let n = n * 16 + d;
-                if n > MAX_RESPONSE_BYTES {
-                    return Err("chunk larger than MAX_RESPONSE_BYTES");
-                }
-                Chunk::Size(n)
-            }
-            None => return Err("invalid chunk size"),
-        },
-        (Chunk::SizeEnd(n), b' ' | b'\t') => Chunk::SizeEnd(n),
-        (Chunk::SizeEnd(n), b';') => Chunk::Extension(n),
-        (Chunk::SizeEnd(n), b'\r') => Chunk::SizeLf(n),
-        (Chunk::SizeEnd(_), _) => return Err("invalid chunk size"),
-        (Chunk::Extension(n), b'\r') => Chunk::SizeLf(n),
-        (Chunk::Extension(_), b'\n') => return Err(BARE_LF),
-        (Chunk::Extension(n), _) => Chunk::Extension(n),
-        (Chunk::SizeLf(0), b'\n') => Chunk::TrailerStart,
-        (Chunk::SizeLf(n), b'\n') => Chunk::Data(n),
-        (Chunk::SizeLf(_), _) => return Err("chunk size line not ended by CRLF"),
-        (Chunk::DataCr, b'\r') => Chunk::DataLf,
-        (Chunk::DataCr, _) => return Err("chunk data not followed by CRLF"),
-        (Chunk::DataLf, b'\n') => Chunk::SizeStart,
-        (Chunk::DataLf, _) => return Err("chunk data not followed by CRLF"),
-        (Chunk::TrailerStart, b'\r') => Chunk::FinalLf,
-        (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
-        (Chunk::TrailerStart | Chunk::Trailer, b'\n') => return Err(BARE_LF),
-        (Chunk::TrailerStart | Chunk::Trailer, _) => Chunk::Trailer,
-        (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
-        (Chunk::TrailerLf, _) => return Err("trailer field not ended by CRLF"),
-        (Chunk::FinalLf, b'\n') => Chunk::Done,
-        (Chunk::FinalLf, _) => return Err("chunked body not ended by CRLF"),
-        (Chunk::Data(_) | Chunk::Done, _) => {
-            return Err("internal: byte fed in data or done state")
-        }
-    };
-    Ok(next)
-}
-
-fn hex_value(byte: u8) -> Option<usize> {
-    match byte {
-        b'0'..=b'9' => Some(usize::from(byte - b'0')),
-        b'a'..=b'f' => Some(usize::from(byte - b'a' + 10)),
-        b'A'..=b'F' => Some(usize::from(byte - b'A' + 10)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::chunked::tests::{CHUNKED, CHUNKED_BODY};
+    use super::connection::READ_BUF_BYTES;
     use super::*;
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -998,17 +441,6 @@ mod tests {
         get(&client, "/b").await.unwrap();
         assert_eq!(server.accepts(), 2);
     }
-
-    /// A chunked body with extensions, upper- and lower-case hex, leading zeros and
-    /// trailers.
-    const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-        Transfer-Encoding: chunked\r\n\r\n\
-        5;name=\"a;b\"\r\n{\"a\":\r\n\
-        00a \t; ext\r\n1234567890\r\n\
-        1A\r\nabcdefghijklmnopqrstuvwxyz\r\n\
-        1\r\n}\r\n\
-        0;last\r\nX-Trailer: yes\r\nOther: 1\r\n\r\n";
-    const CHUNKED_BODY: &[u8] = b"{\"a\":1234567890abcdefghijklmnopqrstuvwxyz}";
 
     #[monoio::test_all(timer_enabled = true)]
     async fn chunked_body_written_byte_by_byte() {
@@ -1391,174 +823,6 @@ mod tests {
         assert_eq!(
             server.next_request(),
             b"GET /internal HTTP/1.1\r\nHost: localhost\r\n\r\n"
-        );
-    }
-
-    /// Feeds `input` to a fresh decoder in pieces cut at `cuts`; returns the body, the
-    /// bytes consumed and whether the body ended.
-    fn decode_in_pieces(
-        input: &[u8],
-        cuts: &[usize],
-    ) -> Result<(Vec<u8>, usize, bool), &'static str> {
-        let mut decoder = ChunkedDecoder::new();
-        let mut body = Vec::new();
-        let mut pending: Vec<u8> = Vec::new();
-        let mut consumed = 0;
-        let mut start = 0;
-        for &end in cuts.iter().chain(std::iter::once(&input.len())) {
-            pending.extend_from_slice(&input[start..end]);
-            start = end;
-            let used = decoder.feed(&pending, &mut body)?;
-            consumed += used;
-            pending.drain(..used);
-            if decoder.is_done() {
-                break;
-            }
-        }
-        Ok((body, consumed, decoder.is_done()))
-    }
-
-    #[test]
-    fn chunked_decoder_handles_every_split() {
-        let start = CHUNKED.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let mut chunked = CHUNKED[start..].to_vec();
-        let end = chunked.len();
-        chunked.extend_from_slice(b"HTTP/1.1 next");
-        for a in 0..=chunked.len() {
-            for b in a..=chunked.len() {
-                let (body, consumed, done) = decode_in_pieces(&chunked, &[a, b]).unwrap();
-                assert_eq!(body, CHUNKED_BODY, "cuts {a} {b}");
-                assert_eq!(consumed, end, "cuts {a} {b}");
-                assert!(done);
-            }
-        }
-        // One byte at a time.
-        let cuts: Vec<usize> = (1..chunked.len()).collect();
-        let (body, consumed, done) = decode_in_pieces(&chunked, &cuts).unwrap();
-        assert_eq!((body.as_slice(), consumed, done), (CHUNKED_BODY, end, true));
-    }
-
-    #[test]
-    fn chunked_decoder_table() {
-        let good: &[(&[u8], &[u8])] = &[
-            (b"0\r\n\r\n", b""),
-            (b"3\r\nabc\r\n0\r\n\r\n", b"abc"),
-            (b"3 ; a=b\r\nabc\r\n0\r\n\r\n", b"abc"),
-            (b"3;a=\"x;y\";b\r\nabc\r\n0\r\n\r\n", b"abc"),
-            (b"F\r\n0123456789abcde\r\n0\r\n\r\n", b"0123456789abcde"),
-            (b"2\r\n\r\n\r\n0\r\nA: b\r\n\r\n", b"\r\n"),
-        ];
-        for &(input, want) in good {
-            let (body, consumed, done) = decode_in_pieces(input, &[]).unwrap();
-            assert_eq!((body.as_slice(), consumed, done), (want, input.len(), true));
-        }
-        let bad: &[&[u8]] = &[
-            b"\r\n",
-            b"g\r\n",
-            b";x\r\n",
-            b"3 x\r\n",
-            b"3\nabc",
-            b"3;x\nabc",
-            b"3\r\nabcX\r\n",
-            b"3\r\nabc\rX",
-            b"0\r\nTrailer: x\nmore",
-            b"0\r\n\rX",
-            b"0\r\nA: b\rX",
-            b"0\r\n\n",
-            b"10001\r\n",
-        ];
-        for &input in bad {
-            assert!(
-                decode_in_pieces(input, &[]).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
-        // Incomplete input is not an error: the decoder waits for more.
-        let (_, consumed, done) = decode_in_pieces(b"3\r\nab", &[]).unwrap();
-        assert_eq!((consumed, done), (5, false));
-    }
-
-    #[test]
-    fn content_length_table() {
-        let table: &[(&[u8], Option<usize>)] = &[
-            (b"0", Some(0)),
-            (b"42", Some(42)),
-            (b" 7 ", Some(7)),
-            (b"5, 5", Some(5)),
-            (b"65536", Some(MAX_RESPONSE_BYTES)),
-            (b"65537", None),
-            (b"99999999999999999999999", None),
-            (b"", None),
-            (b"-1", None),
-            (b"+1", None),
-            (b"1 2", None),
-            (b"5, 6", None),
-            (b"5,", None),
-            (b"0x10", None),
-        ];
-        for &(value, want) in table {
-            let got = parse_content_length(value).ok();
-            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(value));
-        }
-    }
-
-    #[test]
-    fn head_table() {
-        let table: &[(&[u8], bool, Head)] = &[
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
-                false,
-                Head { status: 200, keep_alive: true, framing: Framing::Length(3) },
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: gzip, CHUNKED\r\n\r\n",
-                false,
-                Head { status: 200, keep_alive: true, framing: Framing::Chunked },
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-                false,
-                Head { status: 200, keep_alive: true, framing: Framing::UntilEof },
-            ),
-            (
-                b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
-                false,
-                Head { status: 500, keep_alive: false, framing: Framing::Length(0) },
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
-                true,
-                Head { status: 200, keep_alive: true, framing: Framing::Empty },
-            ),
-            (
-                b"HTTP/1.0 429 Too Many Requests\r\n\r\n",
-                false,
-                Head { status: 429, keep_alive: false, framing: Framing::UntilEof },
-            ),
-        ];
-        for (input, no_body, want) in table {
-            let (len, head) = parse_head(input, *no_body).unwrap().unwrap();
-            assert_eq!(len, input.len());
-            assert_eq!(&head, want, "{:?}", String::from_utf8_lossy(input));
-            // Every proper prefix needs more bytes.
-            for cut in 0..input.len() {
-                assert!(parse_head(&input[..cut], *no_body).unwrap().is_none());
-            }
-        }
-    }
-
-    #[test]
-    fn request_encoding() {
-        let got = encode_request("PUT", "/x?y=1", "h:1", "A: b\r\n", b"");
-        assert_eq!(
-            got,
-            b"PUT /x?y=1 HTTP/1.1\r\nHost: h:1\r\nA: b\r\nContent-Length: 0\r\n\r\n"
-        );
-        let got = encode_request("DELETE", "/x", "h:1", "", b"zz");
-        assert_eq!(
-            got,
-            b"DELETE /x HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\n\r\nzz"
         );
     }
 
