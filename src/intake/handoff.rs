@@ -9,16 +9,12 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::Duration;
 
 use http1::server::{self, Service, Timeouts};
 use net::addr::Addr;
 use net::fdpass;
 use net::listen::{Listener, StdListener};
-
-/// Pause after a failed accept (EMFILE and the like) before accepting again, so a full
-/// fd table does not spin the core.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+use net::stream::Stream;
 
 /// Binds the hand-off socket once and shares it with every core (a stale socket file
 /// is replaced). `addr` must be a Unix address.
@@ -34,21 +30,13 @@ pub fn bind(addr: &Addr, cores: usize) -> io::Result<Vec<StdListener>> {
 
 /// Accepts lb connections forever and serves the connections each one hands over.
 pub async fn serve<S: Service + 'static>(listener: Listener, service: Rc<S>, timeouts: Timeouts) {
-    let Listener::Unix(listener) = listener else {
-        net::log!("hand-off: not a Unix listener; hand-off disabled on this core");
-        return;
-    };
-    loop {
-        match listener.accept().await {
-            Ok((lb, _)) => {
-                monoio::spawn(serve_lb(lb, service.clone(), timeouts));
-            }
-            Err(e) => {
-                net::log!("hand-off: accept failed: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-            }
+    net::listen::accept_each(&listener, |lb| match lb {
+        Stream::Unix(lb) => {
+            monoio::spawn(serve_lb(lb, service.clone(), timeouts));
         }
-    }
+        Stream::Tcp(_) => net::log!("hand-off: closed a TCP connection on the Unix socket"),
+    })
+    .await
 }
 
 /// Takes the fds an lb connection carries until the lb closes it.
@@ -88,49 +76,13 @@ async fn serve_lb<S: Service + 'static>(
     }
 }
 
-/// What a received fd turned out to be.
-enum Passed {
-    Tcp(monoio::net::TcpStream),
-    Unix(monoio::net::UnixStream),
-}
-
 /// Serves one handed-over connection on this core; anything but a stream socket is
 /// closed and logged.
 fn adopt<S: Service + 'static>(fd: OwnedFd, service: &Rc<S>, timeouts: Timeouts) {
-    match into_stream(fd) {
-        Ok(Passed::Tcp(s)) => {
-            monoio::spawn(server::serve_conn(s, service.clone(), timeouts));
-        }
-        Ok(Passed::Unix(s)) => {
+    match Stream::from_fd(fd) {
+        Ok(s) => {
             monoio::spawn(server::serve_conn(s, service.clone(), timeouts));
         }
         Err(e) => net::log!("hand-off: closed a received fd: {e}"),
-    }
-}
-
-fn into_stream(fd: OwnedFd) -> io::Result<Passed> {
-    use std::os::unix::fs::FileTypeExt;
-    let file = std::fs::File::from(fd);
-    if !file.metadata()?.file_type().is_socket() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket"));
-    }
-    let fd = OwnedFd::from(file);
-    let sock = socket2::SockRef::from(&fd);
-    if sock.r#type()? != socket2::Type::STREAM {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a stream socket",
-        ));
-    }
-    // Under epoll monoio's from_std keeps the fd's blocking mode, so it is set here.
-    if sock.local_addr()?.is_unix() {
-        let s = std::os::unix::net::UnixStream::from(fd);
-        s.set_nonblocking(true)?;
-        Ok(Passed::Unix(monoio::net::UnixStream::from_std(s)?))
-    } else {
-        let s = std::net::TcpStream::from(fd);
-        s.set_nonblocking(true)?;
-        s.set_nodelay(true)?;
-        Ok(Passed::Tcp(monoio::net::TcpStream::from_std(s)?))
     }
 }

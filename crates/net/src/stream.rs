@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -26,6 +26,36 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Adopts a connected socket received from another process (fd passing): a TCP or
+    /// Unix stream socket, made non-blocking (monoio's epoll driver keeps the mode it
+    /// finds) and, for TCP, given `TCP_NODELAY`. Anything else is an `InvalidInput`
+    /// error, and the fd is closed.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Stream> {
+        use std::os::unix::fs::FileTypeExt;
+        let file = std::fs::File::from(fd);
+        if !file.metadata()?.file_type().is_socket() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket"));
+        }
+        let fd = OwnedFd::from(file);
+        let sock = socket2::SockRef::from(&fd);
+        if sock.r#type()? != socket2::Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a stream socket",
+            ));
+        }
+        if sock.local_addr()?.is_unix() {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(Stream::Unix(UnixStream::from_std(s)?))
+        } else {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            s.set_nodelay(true)?;
+            Ok(Stream::Tcp(TcpStream::from_std(s)?))
+        }
+    }
+
     /// Sets `TCP_NODELAY` on a TCP stream; nothing to do on a Unix one.
     pub fn set_nodelay(&self) -> io::Result<()> {
         match self {
