@@ -28,5 +28,5 @@ N=$(curl -s http://127.0.0.1:18080/payments-summary | python3 -c 'import json,sy
 kill -TERM $G; wait $G 2>/dev/null || true
 TOTAL=$(callgrind_annotate "$OUT/callgrind.out" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
 echo "payments: $N; instructions: $TOTAL; per payment: $((TOTAL / N))"
-callgrind_annotate --inclusive=yes "$OUT/callgrind.out" | grep -E "post_payment::|request::parse |payment::parse_body |Signals::expected |Core<L>::publish |Service>::call" | cut -c1-150
+callgrind_annotate --inclusive=yes "$OUT/callgrind.out" | grep -E "post_payment::|request::parse |(payment|body)::parse_body |(Signals|Vitals)::expected |Core<L>::publish |Service>::call" | cut -c1-150
 echo "profile: $OUT/callgrind.out"
