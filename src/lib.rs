@@ -60,10 +60,15 @@
 //! - [`app::start`]: binds, starts one runtime per core and spawns each core's tasks.
 //!
 //! [`processor`]: the two processors' names (leaf module).
+//!
+//! `label_table` (test builds only): the check that an enum's metrics labels follow its
+//! `ALL` table.
 
 pub mod app;
 pub mod engine;
 pub mod intake;
+#[cfg(test)]
+mod label_table;
 pub mod ledger;
 pub mod processor;
 pub mod upstream;

@@ -384,17 +384,11 @@ mod tests {
 
     #[test]
     fn decision_labels_follow_all() {
-        for (i, d) in Decision::ALL.into_iter().enumerate() {
-            assert_eq!(d.index(), i);
-        }
+        crate::label_table::assert_consistent(&Decision::ALL, Decision::index, Decision::name);
         let probe = Decision::Send {
             to: Processor::Fallback,
             probe: true,
         };
         assert_eq!(probe.index(), FALLBACK.index());
-        let mut names: Vec<_> = Decision::ALL.iter().map(|d| d.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Decision::ALL.len());
     }
 }

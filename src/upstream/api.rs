@@ -192,13 +192,11 @@ mod tests {
 
     #[test]
     fn outcome_labels_follow_all() {
-        for (i, o) in PostOutcome::ALL.into_iter().enumerate() {
-            assert_eq!(o.index(), i);
-        }
-        let mut names: Vec<_> = PostOutcome::ALL.iter().map(|o| o.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), PostOutcome::ALL.len());
+        crate::label_table::assert_consistent(
+            &PostOutcome::ALL,
+            PostOutcome::index,
+            PostOutcome::name,
+        );
     }
 
     #[test]

@@ -99,13 +99,7 @@ mod tests {
 
     #[test]
     fn poll_labels_follow_all() {
-        for (i, p) in Polled::ALL.into_iter().enumerate() {
-            assert_eq!(p.index(), i);
-        }
-        let mut names: Vec<_> = Polled::ALL.iter().map(|p| p.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Polled::ALL.len());
+        crate::label_table::assert_consistent(&Polled::ALL, Polled::index, Polled::name);
     }
 
     #[test]

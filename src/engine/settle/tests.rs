@@ -562,11 +562,5 @@ fn a_timed_out_payment_is_retried_only_there_with_the_same_requested_at_until_se
 
 #[test]
 fn resolved_labels_follow_all() {
-    for (i, r) in Resolved::ALL.into_iter().enumerate() {
-        assert_eq!(r.index(), i);
-    }
-    let mut names: Vec<_> = Resolved::ALL.iter().map(|r| r.name()).collect();
-    names.sort_unstable();
-    names.dedup();
-    assert_eq!(names.len(), Resolved::ALL.len());
+    crate::label_table::assert_consistent(&Resolved::ALL, Resolved::index, Resolved::name);
 }

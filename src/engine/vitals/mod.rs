@@ -602,12 +602,6 @@ mod tests {
 
     #[test]
     fn state_labels_follow_all() {
-        for (i, s) in State::ALL.into_iter().enumerate() {
-            assert_eq!(s.index(), i);
-        }
-        let mut names: Vec<_> = State::ALL.iter().map(|s| s.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), State::ALL.len());
+        crate::label_table::assert_consistent(&State::ALL, State::index, State::name);
     }
 }
