@@ -114,6 +114,12 @@ fn internal_routes_answer_404_on_the_public_plane_and_through_the_lb() {
         let r = request(gw.internal(), method, path, "", b"");
         assert_eq!(r.status, 404, "{method} {path} on the internal plane");
     }
+    // A known path with another method: 405 naming the one it takes, on both planes.
+    for addr in [gw.addr.as_str(), gw.internal()] {
+        let r = request(addr, "DELETE", "/health", "", b"");
+        assert_eq!(r.status, 405, "{addr}");
+        assert!(r.head.contains("Allow: GET\r\n"), "{}", r.head);
+    }
     // The public plane still serves: a payment through the lb is summed cluster-wide,
     // which asks the peer over its internal plane, with the token.
     let id = uuid(0x91, 1);

@@ -11,7 +11,7 @@
 use std::rc::Rc;
 
 use crate::app::state::Core;
-use crate::intake::routes::{write_health, METHOD_NOT_ALLOWED, NO_SUCH_ENDPOINT, PURGED};
+use crate::intake::routes::{method_not_allowed, write_health, NO_SUCH_ENDPOINT, PURGED};
 use crate::intake::token::{Refusals, Token, PEER_TOKEN_HEADER};
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
 use crate::ledger::{Ledger, Window};
@@ -123,7 +123,7 @@ impl<L: Ledger> Service for Internal<L> {
             return reply.error(404, NO_SUCH_ENDPOINT);
         };
         if req.method != method {
-            return reply.error(405, METHOD_NOT_ALLOWED);
+            return method_not_allowed(reply, method);
         }
         if route.needs_peer_token() && !self.token.matches(req.header(PEER_TOKEN_HEADER)) {
             let what = String::from_utf8_lossy(req.path);

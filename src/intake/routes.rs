@@ -140,7 +140,7 @@ impl<L: Ledger> Service for Public<L> {
             return reply.error(404, NO_SUCH_ENDPOINT);
         };
         if req.method != method {
-            return reply.error(405, METHOD_NOT_ALLOWED);
+            return method_not_allowed(reply, method);
         }
         match route {
             Route::Payments => self.payments(req, reply),
@@ -157,8 +157,22 @@ impl<L: Ledger> Service for Public<L> {
 
 /// The reason of a 404, on both planes.
 pub const NO_SUCH_ENDPOINT: &str = "no such endpoint";
-/// The reason of a 405, on both planes.
-pub const METHOD_NOT_ALLOWED: &str = "method not allowed on this endpoint";
+
+/// Answers 405 for a path that takes only `allowed`, with the `Allow` header HTTP
+/// requires of a 405, on both planes.
+pub fn method_not_allowed(reply: &mut Reply<'_>, allowed: Method) {
+    let allow = match allowed {
+        Method::Get => "Allow: GET\r\n",
+        Method::Post => "Allow: POST\r\n",
+        _ => "",
+    };
+    reply.with_headers(
+        405,
+        allow,
+        "application/json",
+        br#"{"error":"method not allowed on this endpoint"}"#,
+    );
+}
 
 /// Reads `from` and `to` (ISO-8601, inclusive; fractions beyond microseconds are
 /// rounded inward so the window never grows).
