@@ -183,8 +183,8 @@ def _parse_mem(s):
 
 # Variables the runner sets itself to wire the processes together; everything else a
 # service's `environment` in docker-compose.yml says (CORES, IO_DRIVER, tuning) is applied.
-WIRING_VARS = {"LISTEN", "HANDOFF", "PEERS", "UPSTREAMS", "PROCESSOR_DEFAULT_URL",
-               "PROCESSOR_FALLBACK_URL", "INSTANCE_ID", "REDIS_URL"}
+WIRING_VARS = {"LISTEN", "HANDOFF", "INTERNAL_LISTEN", "PEER_TOKEN", "PEERS", "UPSTREAMS",
+               "PROCESSOR_DEFAULT_URL", "PROCESSOR_FALLBACK_URL", "INSTANCE_ID", "REDIS_URL"}
 
 
 def compose_services():
@@ -309,7 +309,8 @@ class Member:
 
 def parse_stack_line(line):
     """One line of `stack`'s stdout: (name, address, {key: value}), e.g. from
-    `gateway-1 unix:/tmp/x/gateway-1.sock handoff unix:/tmp/x/gateway-1.handoff pid 42`;
+    `gateway-1 unix:/tmp/x/gateway-1.sock internal unix:/tmp/x/gateway-1.internal
+    handoff unix:/tmp/x/gateway-1.handoff pid 42` (one line);
     None for `ready`. `processor-default <url> external` has no pairs."""
     parts = line.split(" ")
     if len(parts) < 2:
@@ -328,7 +329,7 @@ class Topology:
 
     def __init__(self, args, netns, logdir):
         self.members = []
-        self.gateways = {}  # instance name -> LISTEN address (for /metrics)
+        self.gateways = {}  # instance name -> internal address (for /metrics)
         self.cgroups = []
         self.backend_url = None
         self.processor_urls = {}
@@ -463,7 +464,11 @@ class Topology:
             if name == "lb":
                 self.backend_url = addr
             elif name.startswith("gateway"):
-                self.gateways[name] = addr
+                # /metrics is served on the internal plane only.
+                if "internal" not in pairs:
+                    raise RuntimeError(f"stack printed {name} without its internal "
+                                       f"address: {line!r}")
+                self.gateways[name] = pairs["internal"]
             elif name.startswith("processor-"):
                 self.processor_urls[name[len("processor-"):]] = addr
             # The members are the lb, the gateways and redis: the processors are not ours.

@@ -12,16 +12,22 @@
 //! [`ledger`], and those on the leaf modules [`processor`] and [`upstream::report`].
 //! Two tasks run on the per-core state of [`app::state::Core`] (with its metrics and
 //! configuration) and so look up into [`app`]: the dispatcher
-//! ([`engine::dispatch`]) and the endpoints ([`intake::routes`]); the backlog
+//! ([`engine::dispatch`]) and the endpoints ([`intake::routes`], [`intake::internal`]);
+//! the configuration names a token type of the leaf [`intake::token`]; the backlog
 //! preallocates the default queue capacity of [`app::config`].
 //! The HTTP/1.1 server and client, listeners, runtimes and fd passing live in the
 //! workspace's `http1` and `net` crates; the Redis wire in `redis-wire`; money, ids and
 //! ISO-8601 times in `domain`.
 //!
-//! [`intake`]: the client-facing request path.
-//! - [`intake::routes`]: the endpoints ([`intake::routes::Endpoints`]). `POST /payments`
-//!   validates, marks the correlationId accepted ([`app::state::Instance`]), pushes on the
-//!   core's [`engine::queue::Backlog`] and answers a constant 202.
+//! [`intake`]: the client-facing request path, and the internal plane beside it.
+//! - [`intake::routes`]: the public plane ([`intake::routes::Public`]), on `LISTEN` and
+//!   the hand-off. `POST /payments` validates, marks the correlationId accepted
+//!   ([`app::state::Instance`]), pushes on the core's [`engine::queue::Backlog`] and
+//!   answers a constant 202.
+//! - [`intake::internal`]: the internal plane ([`intake::internal::Internal`]), on
+//!   `INTERNAL_LISTEN` only: the peer routes (behind `PEER_TOKEN`) and `/metrics`.
+//! - [`intake::token`]: the tokens' headers, constant-time comparison and rate-limited
+//!   refusal log (leaf module).
 //! - [`intake::body`]: reads the `POST /payments` body (correlationId, amount in cents).
 //! - [`intake::handoff`]: with `HANDOFF` set, also serves client connections the lb
 //!   accepted and passed over a Unix socket.

@@ -26,7 +26,7 @@ fn cluster(ledger: LedgerKind, driver: &str, extra: &[(&str, String)]) -> Cluste
             let spec = GatewaySpec {
                 ledger: match &redis {
                     Some(r) => GatewayLedger::Redis(r.url()),
-                    None => GatewayLedger::Peers(vec![socks[1 - i].clone()]),
+                    None => GatewayLedger::Peers(vec![internal_of(&socks[1 - i])]),
                 },
                 ..gateway_spec(
                     &format!("gw{}", i + 1),
@@ -60,7 +60,7 @@ impl Cluster {
 
     /// Metric `name` with `labels`, summed over both instances.
     fn metric(&self, name: &str, labels: &[&str]) -> f64 {
-        self.gw.iter().map(|g| metric(&g.addr, name, labels)).sum()
+        self.gw.iter().map(|g| metric(g, name, labels)).sum()
     }
 
     fn total_count(&self, i: usize) -> u64 {
@@ -206,15 +206,14 @@ fn duplicates_counted_once(ledger: LedgerKind) {
     }
     // Each instance queued its first copy and answered the others from its acceptances.
     for (i, dups) in [(0, 2.0), (1, 1.0)] {
-        let addr = &c.gw[i].addr;
         assert_eq!(
-            metric(addr, "gateway_accepted_total", &[]),
+            metric(&c.gw[i], "gateway_accepted_total", &[]),
             1.0,
             "gw{}",
             i + 1
         );
         assert_eq!(
-            metric(addr, "gateway_duplicates_total", &[]),
+            metric(&c.gw[i], "gateway_duplicates_total", &[]),
             dups,
             "gw{}",
             i + 1
@@ -359,7 +358,7 @@ fn bad_inputs_change_nothing(ledger: LedgerKind, driver: &str) {
         202
     );
     // Accepting is done before the 202 leaves: none of the refused bodies was.
-    assert_eq!(metric(addr, "gateway_accepted_total", &[]), 1.0);
+    assert_eq!(metric(&c.gw[0], "gateway_accepted_total", &[]), 1.0);
     wait_for("the good payment", || (c.total_count(1) == 1).then_some(()));
     c.assert_matches_processors("");
     assert_eq!(sim_totals(&c.default, ""), (1, 1000));
@@ -401,7 +400,7 @@ fn purge_clears_cluster(ledger: LedgerKind) {
         202
     );
     assert_eq!(
-        metric(&c.gw[0].addr, "gateway_duplicates_total", &[]),
+        metric(&c.gw[0], "gateway_duplicates_total", &[]),
         1.0,
         "answered as a duplicate, not queued"
     );
@@ -482,7 +481,7 @@ fn racing_instances_counted_once(ledger: LedgerKind) {
     for gw in &c.gw {
         wait_for(&format!("{} to try the failing default", gw.name), || {
             let failed = metric(
-                &gw.addr,
+                gw,
                 "gateway_attempts_total",
                 &["processor=\"default\"", "outcome=\"not_charged\""],
             );

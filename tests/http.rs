@@ -131,7 +131,7 @@ fn slow_client_is_closed(driver: &str) {
     c.send(b"POST /payments HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"corr");
     assert!(String::from_utf8_lossy(&c.read_to_close()).starts_with("HTTP/1.1 408 "));
     // Nothing was accepted (acceptance comes before any answer to a request).
-    assert_eq!(metric(&o.gw.addr, "gateway_accepted_total", &[]), 0.0);
+    assert_eq!(metric(&o.gw, "gateway_accepted_total", &[]), 0.0);
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn full_queue_answers_503_and_loses_nothing() {
     });
     let (d, f) = (sim_totals(&default, ""), sim_totals(&fallback, ""));
     assert_eq!((d.0 + f.0, d.1 + f.1), (all, 100 * all as i64));
-    let m = get(&gw.addr, "/metrics");
+    let m = get(gw.internal(), "/metrics");
     assert_eq!(m.status, 200);
     let text = String::from_utf8_lossy(&m.body);
     assert!(text.contains("gateway_refused_full_total 1\n"), "{text}");
@@ -244,13 +244,7 @@ fn turned_away_waits(status: &str) {
             ("RETRY_DELAY_MS", "3600000".to_string()),
         ],
     );
-    let turned_away = || {
-        metric(
-            &gw.addr,
-            "gateway_attempts_total",
-            &["outcome=\"turned_away\""],
-        )
-    };
+    let turned_away = || metric(&gw, "gateway_attempts_total", &["outcome=\"turned_away\""]);
     let (first, second) = (uuid(12, 1), uuid(12, 2));
     assert_eq!(
         post_json(&gw.addr, "/payments", &payment_body(&first, "1")).status,
@@ -278,7 +272,7 @@ fn turned_away_waits(status: &str) {
 #[test]
 fn internal_health_reports_are_checked() {
     let o = one("auto", &[]);
-    let push = |body: &str| post_json(&o.gw.addr, "/internal/health", body);
+    let push = |body: &str| peer(o.gw.internal(), "POST", "/internal/health", body);
     assert_eq!(push("{").status, 400);
     assert_eq!(
         push(r#"{"processor":"other","report":"0:0:1"}"#).status,

@@ -138,7 +138,7 @@ impl Gateways {
         let spec = GatewaySpec {
             handoff: Some(self.handoff_sock(i)),
             ledger: GatewayLedger::Peers(match self.listen {
-                GwListen::Unix => vec![self.listen_addr(1 - i)],
+                GwListen::Unix => vec![internal_of(&self.listen_addr(1 - i))],
                 GwListen::Tcp => Vec::new(),
             }),
             ..gateway_spec(

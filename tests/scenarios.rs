@@ -121,7 +121,7 @@ fn stack(s: &Scenario) -> Stack {
                 fees: Some([s.fees.0.to_string(), s.fees.1.to_string()]),
                 ledger: match &redis {
                     Some(r) => GatewayLedger::Redis(r.url()),
-                    None => GatewayLedger::Peers(vec![socks[1 - i].clone()]),
+                    None => GatewayLedger::Peers(vec![internal_of(&socks[1 - i])]),
                 },
                 ..gateway_spec(
                     &format!("gw{}", i + 1),
@@ -278,8 +278,8 @@ fn replay(s: &'static Scenario) -> (u64, u64, u64) {
     });
     for gw in &st.gw {
         wait_for("empty queues", || {
-            let idle = metric(&gw.addr, "gateway_queue_depth", &[]) == 0.0
-                && metric(&gw.addr, "gateway_in_flight", &[]) == 0.0;
+            let idle = metric(gw, "gateway_queue_depth", &[]) == 0.0
+                && metric(gw, "gateway_in_flight", &[]) == 0.0;
             idle.then_some(())
         });
     }
@@ -300,14 +300,14 @@ fn replay(s: &'static Scenario) -> (u64, u64, u64) {
         "no payment on both processors"
     );
     let net = net(&st.default, s.fees.0) + net(&st.fallback, s.fees.1);
-    let resolved = metric(&st.gw[0].addr, "gateway_uncertain_resolved_total", &[])
-        + metric(&st.gw[1].addr, "gateway_uncertain_resolved_total", &[]);
+    let resolved = metric(&st.gw[0], "gateway_uncertain_resolved_total", &[])
+        + metric(&st.gw[1], "gateway_uncertain_resolved_total", &[]);
     // One health poller per processor for the cluster, never answered 429.
     let polls = |p: &str, result: &str| -> f64 {
         let labels = [format!("processor=\"{p}\""), format!("result=\"{result}\"")];
         let labels = [labels[0].as_str(), labels[1].as_str()];
         let name = "gateway_health_polls_total";
-        metric(&st.gw[0].addr, name, &labels) + metric(&st.gw[1].addr, name, &labels)
+        metric(&st.gw[0], name, &labels) + metric(&st.gw[1], name, &labels)
     };
     let elapsed = start.elapsed().as_secs_f64();
     for p in ["default", "fallback"] {

@@ -260,6 +260,13 @@ fn memory_ledger_stack_serves_and_stops_cleanly_on_sigterm() {
     assert_eq!(stack.entry("processor-fallback").keys["fee"], "0.10");
     assert_eq!(stack.entry("lb").keys["mode"], "handoff");
     assert!(stack.entry("gateway-1").addr.starts_with("unix:"));
+    // /metrics is on each gateway's internal socket, and answers 404 through the lb.
+    for gw in ["gateway-1", "gateway-2"] {
+        let internal = &stack.entry(gw).keys["internal"];
+        assert!(internal.ends_with(&format!("{gw}.internal")), "{internal}");
+        assert_eq!(get(internal, "/metrics").status, 200, "{gw}");
+    }
+    assert_eq!(get(&stack.tcp("lb"), "/metrics").status, 404);
     assert_payment_flows(&stack, 0x5701);
     stack.signal("TERM");
     let status = stack.wait();

@@ -11,6 +11,8 @@ use net::env::{default_cores, ConfigError, Vars, MAX_MILLIS};
 use net::runtime::IoDriver;
 use redis_wire::RedisTarget;
 
+use crate::intake::token::Token;
+
 /// Default processor requests in flight per processor for the whole instance (split
 /// over its cores). Throughput is in-flight ÷ latency: the final test sends up to
 /// 600 payments/s while the default answers after 1–2 s, and the processor itself
@@ -65,6 +67,13 @@ pub struct GatewayConfig {
     pub listen: Addr,
     /// `HANDOFF`: the Unix socket on which the lb hands over client connections.
     pub handoff: Option<Addr>,
+    /// `INTERNAL_LISTEN`: where the internal plane (peer routes, `/metrics`) listens;
+    /// `None`: no internal plane (a lone instance).
+    pub internal: Option<Addr>,
+    /// `PEER_TOKEN`: the secret peer requests carry; set whenever `internal` or a peer is.
+    pub peer_token: Option<Token>,
+    /// `PURGE_TOKEN`: when set, `POST /purge-payments` must carry it.
+    pub purge_token: Option<Token>,
     /// Base addresses of the default and fallback processors, by `Processor::index`.
     pub processors: [Addr; 2],
     pub ledger: LedgerConfig,
@@ -164,9 +173,33 @@ impl GatewayConfig {
                 "expected unix:/path (connections are handed over a Unix socket), got {s:?}"
             )),
         })?;
+        let internal = v.parse("INTERNAL_LISTEN", None, |s| Addr::parse(s).map(Some))?;
+        if internal.is_none()
+            && matches!(&ledger, LedgerConfig::Memory { peers } if !peers.is_empty())
+        {
+            return Err(ConfigError {
+                var: "INTERNAL_LISTEN",
+                reason: "required with PEERS: peers ask this instance on its internal plane"
+                    .to_string(),
+            });
+        }
+        let token = |var: &'static str| v.parse(var, None, |s| Token::parse(s).map(Some));
+        let peer_token = token("PEER_TOKEN")?;
+        if peer_token.is_none() && internal.is_some() {
+            return Err(ConfigError {
+                var: "PEER_TOKEN",
+                reason: "required with INTERNAL_LISTEN (and PEERS): the shared secret of \
+                         peer requests"
+                    .to_string(),
+            });
+        }
+        let purge_token = token("PURGE_TOKEN")?;
         Ok(GatewayConfig {
             listen: v.addr("LISTEN", "0.0.0.0:8080")?,
             handoff,
+            internal,
+            peer_token,
+            purge_token,
             processors,
             ledger,
             instance_id: v
@@ -204,6 +237,8 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PEER_TOKEN: &str = "0123456789abcdef0123";
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
         GatewayConfig::from_vars(&Vars::from_pairs(pairs))
@@ -281,6 +316,9 @@ mod tests {
             ("QUEUE_CAPACITY", "0"),
             ("PROCESSOR_TIMEOUT_MS", "1.5"),
             ("REQUEST_TIMEOUT_MS", "0"),
+            ("INTERNAL_LISTEN", "nowhere"),
+            ("PEER_TOKEN", "too-short"),
+            ("PURGE_TOKEN", "0123456789 abcdef"),
         ];
         for (var, value) in cases {
             let err = cfg(&[(var, value)]).unwrap_err();
@@ -297,7 +335,12 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var, "PEERS");
-        let c = cfg(&[("PEERS", "unix:/tmp/a.sock, 10.0.0.2:8080")]).unwrap();
+        let c = cfg(&[
+            ("PEERS", "unix:/tmp/a.sock, 10.0.0.2:8080"),
+            ("INTERNAL_LISTEN", "unix:/tmp/b.internal"),
+            ("PEER_TOKEN", PEER_TOKEN),
+        ])
+        .unwrap();
         assert_eq!(
             c.ledger,
             LedgerConfig::Memory {
@@ -310,5 +353,37 @@ mod tests {
                 ]
             }
         );
+    }
+
+    #[test]
+    fn peers_need_the_internal_plane_and_it_needs_the_token() {
+        let err = cfg(&[("PEERS", "unix:/tmp/a.internal")]).unwrap_err();
+        assert_eq!(err.var, "INTERNAL_LISTEN");
+        let err = cfg(&[
+            ("PEERS", "unix:/tmp/a.internal"),
+            ("INTERNAL_LISTEN", "unix:/tmp/b.internal"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "PEER_TOKEN");
+        let err = cfg(&[("INTERNAL_LISTEN", "127.0.0.1:0")]).unwrap_err();
+        assert_eq!(err.var, "PEER_TOKEN");
+        let err = cfg(&[
+            ("INTERNAL_LISTEN", "127.0.0.1:0"),
+            ("PEER_TOKEN", "0123456789abcde"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "PEER_TOKEN");
+        assert!(err.to_string().contains("16 bytes"), "{err}");
+        let c = cfg(&[
+            ("INTERNAL_LISTEN", "127.0.0.1:0"),
+            ("PEER_TOKEN", PEER_TOKEN),
+        ])
+        .unwrap();
+        assert!(c.peer_token.unwrap().matches(Some(PEER_TOKEN.as_bytes())));
+        // A lone instance: no internal plane, no token, and an open purge.
+        let c = cfg(&[]).unwrap();
+        assert!(c.internal.is_none() && c.peer_token.is_none() && c.purge_token.is_none());
+        let c = cfg(&[("PURGE_TOKEN", "purge-purge-purge-1")]).unwrap();
+        assert!(c.purge_token.unwrap().matches(Some(b"purge-purge-purge-1")));
     }
 }

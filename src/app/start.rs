@@ -1,7 +1,8 @@
 //! Startup: binds the listeners, says so on stdout ([`net::ready`]: `ready listen <addr>`,
-//! plus `handoff <addr>` with `HANDOFF`), starts one runtime per core, and spawns each
-//! core's tasks (the backlog timer, the dispatcher, the health monitor on core 0, the
-//! listeners' accept loops).
+//! plus `internal <addr>` with `INTERNAL_LISTEN` and `handoff <addr>` with `HANDOFF`),
+//! starts one runtime per core, and spawns each core's tasks (the backlog timer, the
+//! dispatcher, the health monitor on core 0, the listeners' accept loops: the public
+//! plane on `LISTEN` and the hand-off, the internal plane on `INTERNAL_LISTEN`).
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,9 @@ use net::runtime::{self, Driver};
 use crate::app::config::{GatewayConfig, LedgerConfig};
 use crate::app::state::{Core, Instance};
 use crate::intake::handoff;
-use crate::intake::routes::Endpoints;
+use crate::intake::internal::Internal;
+use crate::intake::routes::Public;
+use crate::intake::token::PEER_TOKEN_HEADER;
 use crate::ledger::memory::{MemoryLedger, MemoryStore};
 use crate::ledger::redis::RedisLedger;
 use crate::ledger::Ledger;
@@ -35,16 +38,28 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
             .collect(),
         None => (0..config.cores).map(|_| None).collect(),
     };
+    let (internals, internal_bound): (Vec<Option<StdListener>>, _) = match &config.internal {
+        Some(addr) => {
+            let (l, bound) = listen::bind(addr, config.cores)
+                .map_err(|e| format!("INTERNAL_LISTEN: cannot listen on {addr}: {e}"))?;
+            (l.into_iter().map(Some).collect(), Some(bound))
+        }
+        None => ((0..config.cores).map(|_| None).collect(), None),
+    };
     let handoff_note = match &config.handoff {
         Some(addr) => format!("; hand-off on {addr}"),
         None => String::new(),
+    };
+    let internal_note = match &internal_bound {
+        Some(addr) => format!("; internal plane on {addr}"),
+        None => "; no internal plane (INTERNAL_LISTEN unset: a lone instance)".to_string(),
     };
     let ledger_name = match &config.ledger {
         LedgerConfig::Memory { peers } => format!("memory ({} peers)", peers.len()),
         LedgerConfig::Redis(t) => format!("redis at {t}"),
     };
     net::log!(
-        "listening on {bound}{handoff_note}; io driver {}; {} cores; {} in flight per processor; \
+        "listening on {bound}{internal_note}{handoff_note}; io driver {}; {} cores; {} in flight per processor; \
          ledger {ledger_name}; processors {} and {}; deadline {:?}, patience {:?}",
         driver.name(),
         config.cores,
@@ -54,19 +69,35 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
         config.deadline,
         config.patience(),
     );
-    match &config.handoff {
-        Some(addr) => net::ready::announce(&bound, &[("handoff", addr)]),
-        None => net::ready::announce(&bound, &[]),
+    let mut pairs: Vec<(&str, &dyn std::fmt::Display)> = Vec::new();
+    if let Some(addr) = &internal_bound {
+        pairs.push(("internal", addr));
     }
+    if let Some(addr) = &config.handoff {
+        pairs.push(("handoff", addr));
+    }
+    net::ready::announce(&bound, &pairs);
     let listeners: Arc<Mutex<Vec<Option<CoreListeners>>>> = Arc::new(Mutex::new(
-        listeners.into_iter().zip(handoffs).map(Some).collect(),
+        listeners
+            .into_iter()
+            .zip(handoffs)
+            .zip(internals)
+            .map(|((public, handoff), internal)| {
+                Some(CoreListeners {
+                    public,
+                    handoff,
+                    internal,
+                })
+            })
+            .collect(),
     ));
     let instance = Arc::new(Instance::new(config));
     match instance.config.ledger.clone() {
         LedgerConfig::Memory { peers } => {
             let store = Arc::new(MemoryStore::default());
+            let headers = peer_headers(&instance.config);
             start_cores(driver, instance, listeners, move || {
-                MemoryLedger::new(store.clone(), &peers)
+                MemoryLedger::new(store.clone(), &peers).with_peer_headers(headers.clone())
             });
         }
         LedgerConfig::Redis(target) => {
@@ -76,6 +107,15 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The header line peer requests carry: `PEER_TOKEN` (none without one, and then no
+/// peers either: the configuration requires it with `PEERS`).
+fn peer_headers(config: &GatewayConfig) -> String {
+    config
+        .peer_token
+        .as_ref()
+        .map_or_else(String::new, |t| t.header_line(PEER_TOKEN_HEADER))
 }
 
 /// The health monitor of this instance (on core 0), sharing through peers or Redis
@@ -96,12 +136,33 @@ fn monitor<L>(core: &Core<L>) -> impl std::future::Future<Output = ()> {
         ],
         board: core.board.clone(),
         counter: core.metrics.clone(),
+        peer_headers: peer_headers(config),
     });
     m.run(sharing)
 }
 
-/// One core's listeners: `LISTEN`, and `HANDOFF` when set.
-type CoreListeners = (StdListener, Option<StdListener>);
+/// One core's listeners.
+struct CoreListeners {
+    /// `LISTEN`: the public plane.
+    public: StdListener,
+    /// `HANDOFF`, when set: the public plane's connections the lb hands over.
+    handoff: Option<StdListener>,
+    /// `INTERNAL_LISTEN`, when set: the internal plane.
+    internal: Option<StdListener>,
+}
+
+/// A std listener made a monoio one on this core, or the process ends: a core that
+/// cannot serve one of its listeners would leave that plane half served.
+fn adopt(core_id: usize, what: &str, l: Option<StdListener>) -> Option<listen::Listener> {
+    match l.map(StdListener::into_monoio) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            net::log!("core {core_id}: cannot use the {what} listener: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 fn start_cores<L, F>(
     driver: Driver,
@@ -123,24 +184,14 @@ fn start_cores<L, F>(
         let make_ledger = make_ledger.clone();
         async move {
             let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
-            let Some((std_listener, std_handoff)) = taken else {
+            let Some(taken) = taken else {
                 return;
             };
-            let listener = match std_listener.into_monoio() {
-                Ok(l) => l,
-                Err(e) => {
-                    net::log!("core {core_id}: cannot use the listener: {e}");
-                    std::process::exit(1);
-                }
+            let Some(listener) = adopt(core_id, "public", Some(taken.public)) else {
+                return;
             };
-            let handoff_listener = match std_handoff.map(StdListener::into_monoio) {
-                None => None,
-                Some(Ok(l)) => Some(l),
-                Some(Err(e)) => {
-                    net::log!("core {core_id}: cannot use the hand-off listener: {e}");
-                    std::process::exit(1);
-                }
-            };
+            let handoff_listener = adopt(core_id, "hand-off", taken.handoff);
+            let internal_listener = adopt(core_id, "internal", taken.internal);
             let core = Rc::new(Core::new(core_id, instance, make_ledger()));
             monoio::spawn({
                 let core = core.clone();
@@ -150,11 +201,15 @@ fn start_cores<L, F>(
             if core_id == 0 {
                 monoio::spawn(monitor(&core));
             }
-            let endpoints = Rc::new(Endpoints::new(core));
-            if let Some(l) = handoff_listener {
-                monoio::spawn(handoff::serve(l, endpoints.clone(), timeouts));
+            if let (Some(l), Some(token)) = (internal_listener, &core.config.peer_token) {
+                let internal = Rc::new(Internal::new(core.clone(), token.clone()));
+                monoio::spawn(server::serve(l, internal, timeouts));
             }
-            server::serve(listener, endpoints, timeouts).await;
+            let public = Rc::new(Public::new(core));
+            if let Some(l) = handoff_listener {
+                monoio::spawn(handoff::serve(l, public.clone(), timeouts));
+            }
+            server::serve(listener, public, timeouts).await;
         }
     });
 }

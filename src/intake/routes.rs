@@ -1,64 +1,58 @@
-//! The gateway's HTTP endpoints. A new route is one [`Route`] variant, one arm in
-//! [`route`] and one handler here.
+//! The public plane: the endpoints clients reach on `LISTEN` and through the lb's
+//! hand-off. A new route is one [`Route`] variant, one arm in [`route`] and one handler
+//! here. The peer routes and `/metrics` are not among them: they are served by
+//! [`crate::intake::internal`] on `INTERNAL_LISTEN` only, and answer 404 here like any
+//! unknown path.
 
 use std::rc::Rc;
 
 use crate::app::state::Core;
 use crate::engine::payment::Payment;
 use crate::intake::body::parse_body;
-use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
+use crate::intake::token::{Refusals, PURGE_TOKEN_HEADER};
 use crate::ledger::{Ledger, Summary, Window};
-use crate::upstream::health::encoding::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
 use domain::money::write_cents;
-use domain::time::{now_micros, parse_iso, Round};
+use domain::time::{parse_iso, Round};
 use http1::request::{query_param, Method, Request};
 use http1::response::{Reply, ACCEPTED};
 use http1::server::Service;
 
-/// Every endpoint the gateway answers.
+/// Every public endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `POST /payments`: validate, answer 202, queue.
     Payments,
     /// `GET /payments-summary?from&to`: the cluster's totals.
     Summary,
-    /// `POST /purge-payments`: forget everything, cluster-wide.
+    /// `POST /purge-payments`: forget everything, cluster-wide (with `PURGE_TOKEN`
+    /// set, only when the request carries it).
     Purge,
     /// `GET /health`.
     Health,
-    /// `GET /internal/summary?from_us&to_us`: this instance's own totals, for peers.
-    InternalSummary,
-    /// `POST /internal/purge`: forget this instance's records, for peers.
-    InternalPurge,
-    /// `POST /internal/health`: a health report from the peer that polls.
-    InternalHealth,
-    /// `GET /metrics`: Prometheus text format.
-    Metrics,
 }
 
-/// Maps a path to its route and the one method it takes.
+/// Maps a path to its public route and the one method it takes.
 pub fn route(path: &[u8]) -> Option<(Route, Method)> {
     Some(match path {
         b"/payments" => (Route::Payments, Method::Post),
         b"/payments-summary" => (Route::Summary, Method::Get),
         b"/purge-payments" => (Route::Purge, Method::Post),
         b"/health" => (Route::Health, Method::Get),
-        p if p == INTERNAL_SUMMARY_PATH.as_bytes() => (Route::InternalSummary, Method::Get),
-        p if p == INTERNAL_PURGE_PATH.as_bytes() => (Route::InternalPurge, Method::Post),
-        p if p == INTERNAL_HEALTH_PATH.as_bytes() => (Route::InternalHealth, Method::Post),
-        b"/metrics" => (Route::Metrics, Method::Get),
         _ => return None,
     })
 }
 
-/// One core's HTTP service.
-pub struct Endpoints<L> {
+/// Purges refused for a missing or wrong `PURGE_TOKEN`, logged at most once a second.
+static PURGE_REFUSALS: Refusals = Refusals::new();
+
+/// One core's public HTTP service.
+pub struct Public<L> {
     core: Rc<Core<L>>,
 }
 
-impl<L: Ledger> Endpoints<L> {
-    pub fn new(core: Rc<Core<L>>) -> Endpoints<L> {
-        Endpoints { core }
+impl<L: Ledger> Public<L> {
+    pub fn new(core: Rc<Core<L>>) -> Public<L> {
+        Public { core }
     }
 
     fn payments(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
@@ -103,91 +97,81 @@ impl<L: Ledger> Endpoints<L> {
         }
     }
 
-    async fn purge(&self, reply: &mut Reply<'_>, cluster: bool) {
+    async fn purge(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
+        if let Some(token) = &self.core.config.purge_token {
+            if !token.matches(req.header(PURGE_TOKEN_HEADER)) {
+                if let Some(line) = PURGE_REFUSALS.refused("POST /purge-payments", now()) {
+                    net::log!("{line}");
+                }
+                return reply.error(401, "missing or wrong X-Purge-Token");
+            }
+        }
         // Acceptances are kept: a correlationId seen before stays a duplicate, on every
         // ledger, whichever instance the purge reached.
-        let result = if cluster {
-            self.core.ledger.purge().await
-        } else {
-            self.core.ledger.local_purge().await
-        };
-        match result {
-            Ok(()) => reply.json(200, br#"{"message":"All payments purged."}"#),
+        match self.core.ledger.purge().await {
+            Ok(()) => reply.json(200, PURGED),
             Err(e) => {
                 net::log!("purge failed: {e}");
                 reply.error(503, &format!("purge incomplete: {e}"));
             }
         }
     }
-
-    async fn internal_summary(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
-        let window = match micros_window(req.query.unwrap_or_default()) {
-            Ok(w) => w,
-            Err(reason) => return reply.error(400, &reason),
-        };
-        match self.core.ledger.local_summary(window).await {
-            Ok(s) => {
-                let mut body = Vec::with_capacity(96);
-                write_partial(&mut body, &s);
-                reply.json(200, &body);
-            }
-            Err(e) => reply.error(503, &format!("summary unavailable: {e}")),
-        }
-    }
-
-    fn internal_health(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
-        match parse_push(req.body) {
-            Ok((_, r)) if r.at > now_micros().saturating_add(MAX_REPORT_AHEAD_US) => {
-                reply.error(422, "report dated in the future")
-            }
-            Ok((p, r)) => {
-                self.core.board.set(p, r);
-                reply.json(200, br#"{"message":"noted"}"#);
-            }
-            Err(reason) => reply.error(400, &reason),
-        }
-    }
-
-    fn metrics(&self, reply: &mut Reply<'_>) {
-        self.core.publish();
-        let mut out = String::with_capacity(4096);
-        self.core.metrics.render(&mut out);
-        reply.with_headers(200, "", "text/plain; version=0.0.4", out.as_bytes());
-    }
-
-    fn health(&self, reply: &mut Reply<'_>) {
-        let mut body = b"{\"status\":\"ok\",\"instance\":".to_vec();
-        http1::response::write_json_str(&mut body, &self.core.config.instance_id);
-        body.extend_from_slice(b",\"queued\":");
-        body.extend_from_slice(
-            itoa::Buffer::new()
-                .format(self.core.backlog.len())
-                .as_bytes(),
-        );
-        body.push(b'}');
-        reply.json(200, &body);
-    }
 }
 
-impl<L: Ledger> Service for Endpoints<L> {
+/// The body of a purge's `200`.
+pub const PURGED: &[u8] = br#"{"message":"All payments purged."}"#;
+
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Appends `GET /health`'s body: `{"status":"ok","instance":…,"queued":…}`.
+pub fn write_health<L>(out: &mut Vec<u8>, core: &Core<L>) {
+    out.extend_from_slice(b"{\"status\":\"ok\",\"instance\":");
+    http1::response::write_json_str(out, &core.config.instance_id);
+    out.extend_from_slice(b",\"queued\":");
+    out.extend_from_slice(itoa::Buffer::new().format(core.backlog.len()).as_bytes());
+    out.push(b'}');
+}
+
+impl<L: Ledger> Service for Public<L> {
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
         let Some((route, method)) = route(req.path) else {
-            return reply.error(404, "no such endpoint");
+            return reply.error(404, NO_SUCH_ENDPOINT);
         };
         if req.method != method {
-            return reply.error(405, "method not allowed on this endpoint");
+            return method_not_allowed(reply, method);
         }
         match route {
             Route::Payments => self.payments(req, reply),
             Route::Summary => self.summary(req, reply).await,
-            Route::Purge => self.purge(reply, true).await,
-            Route::Health => self.health(reply),
-            Route::InternalSummary => self.internal_summary(req, reply).await,
-            Route::InternalPurge => self.purge(reply, false).await,
-            Route::InternalHealth => self.internal_health(req, reply),
-            Route::Metrics => self.metrics(reply),
+            Route::Purge => self.purge(req, reply).await,
+            Route::Health => {
+                let mut body = Vec::with_capacity(64);
+                write_health(&mut body, &self.core);
+                reply.json(200, &body);
+            }
         }
     }
+}
+
+/// The reason of a 404, on both planes.
+pub const NO_SUCH_ENDPOINT: &str = "no such endpoint";
+
+/// Answers 405 for a path that takes only `allowed`, with the `Allow` header HTTP
+/// requires of a 405, on both planes.
+pub fn method_not_allowed(reply: &mut Reply<'_>, allowed: Method) {
+    let allow = match allowed {
+        Method::Get => "Allow: GET\r\n",
+        Method::Post => "Allow: POST\r\n",
+        _ => "",
+    };
+    reply.with_headers(
+        405,
+        allow,
+        "application/json",
+        br#"{"error":"method not allowed on this endpoint"}"#,
+    );
 }
 
 /// Reads `from` and `to` (ISO-8601, inclusive; fractions beyond microseconds are
@@ -207,25 +191,6 @@ fn iso_window(query: &[u8]) -> Result<Window, String> {
     Ok(Window {
         from: bound("from", Round::Up)?,
         to: bound("to", Round::Down)?,
-    })
-}
-
-/// Reads `from_us` and `to_us` (integer microseconds), the internal endpoint's bounds.
-fn micros_window(query: &[u8]) -> Result<Window, String> {
-    let bound = |name: &str| -> Result<Option<i64>, String> {
-        match query_param(query, name) {
-            Ok(None) => Ok(None),
-            Ok(Some(v)) => std::str::from_utf8(&v)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .map(Some)
-                .ok_or_else(|| format!("{name}: expected integer microseconds")),
-            Err(()) => Err(format!("{name}: malformed percent-encoding")),
-        }
-    };
-    Ok(Window {
-        from: bound("from_us")?,
-        to: bound("to_us")?,
     })
 }
 
@@ -303,14 +268,6 @@ mod tests {
             .unwrap_err()
             .starts_with("to:"));
         assert!(iso_window(b"from=%zz").is_err());
-        assert_eq!(
-            micros_window(b"from_us=-5&to_us=7"),
-            Ok(Window {
-                from: Some(-5),
-                to: Some(7)
-            })
-        );
-        assert!(micros_window(b"from_us=x").is_err());
     }
 
     #[test]
@@ -321,9 +278,14 @@ mod tests {
             Some((Route::Summary, Method::Get))
         );
         assert_eq!(route(b"/payments/"), None);
-        assert_eq!(
-            route(b"/internal/summary"),
-            Some((Route::InternalSummary, Method::Get))
-        );
+        // The internal plane's routes are unknown here.
+        for path in [
+            "/internal/summary",
+            "/internal/purge",
+            "/internal/health",
+            "/metrics",
+        ] {
+            assert_eq!(route(path.as_bytes()), None, "{path}");
+        }
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! A summary asks every peer for its partial sums over the internal endpoint
 //! (`GET /internal/summary`), and fails if any peer cannot answer: a partial number
-//! would be an audit inconsistency, a 503 is not.
+//! would be an audit inconsistency, a 503 is not. Peer requests carry the headers of
+//! [`MemoryLedger::with_peer_headers`] (the shared `PEER_TOKEN`).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -90,6 +91,8 @@ impl MemoryStore {
 pub struct MemoryLedger {
     store: Arc<MemoryStore>,
     peers: Vec<Rc<Client>>,
+    /// Header lines (CRLF-terminated) every peer request carries.
+    peer_headers: String,
 }
 
 impl MemoryLedger {
@@ -98,7 +101,18 @@ impl MemoryLedger {
             .iter()
             .map(|a| Rc::new(Client::new(a.clone(), PEER_IDLE_CONNECTIONS)))
             .collect();
-        MemoryLedger { store, peers }
+        MemoryLedger {
+            store,
+            peers,
+            peer_headers: String::new(),
+        }
+    }
+
+    /// Sends `headers` (complete lines, each ending in CRLF; the peer token) with every
+    /// peer request.
+    pub fn with_peer_headers(mut self, headers: String) -> MemoryLedger {
+        self.peer_headers = headers;
+        self
     }
 
     async fn peer_summary(&self, peer: &Client, w: Window) -> Result<Summary, LedgerError> {
@@ -118,7 +132,7 @@ impl MemoryLedger {
             reason,
         };
         let resp = peer
-            .request("GET", &path, "", b"", PEER_TIMEOUT)
+            .request("GET", &path, &self.peer_headers, b"", PEER_TIMEOUT)
             .await
             .map_err(|e| err(e.to_string()))?;
         if resp.status != 200 {
@@ -199,7 +213,13 @@ impl Ledger for MemoryLedger {
                 reason,
             };
             let resp = peer
-                .request("POST", INTERNAL_PURGE_PATH, "", b"", PEER_TIMEOUT)
+                .request(
+                    "POST",
+                    INTERNAL_PURGE_PATH,
+                    &self.peer_headers,
+                    b"",
+                    PEER_TIMEOUT,
+                )
                 .await
                 .map_err(|e| err(e.to_string()))?;
             if resp.status != 200 {

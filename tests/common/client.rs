@@ -146,6 +146,15 @@ pub fn post_json(addr: &str, path: &str, body: &str) -> Response {
     )
 }
 
+/// A peer request: `method path` on `addr` carrying [`super::PEER_TOKEN`].
+pub fn peer(addr: &str, method: &str, path: &str, body: &str) -> Response {
+    let headers = format!(
+        "X-Peer-Token: {}\r\nContent-Type: application/json\r\n",
+        super::PEER_TOKEN
+    );
+    request(addr, method, path, &headers, body.as_bytes())
+}
+
 pub fn admin(addr: &str, method: &str, path: &str, body: &str) -> Response {
     request(
         addr,
@@ -231,10 +240,11 @@ pub fn sim_totals(sim: &Proc, query: &str) -> (u64, i64) {
     )
 }
 
-/// The sum of the samples of metric `name` in `addr`'s `GET /metrics` whose labels
-/// include every one of `labels` (such as `outcome="charged"`); 0 when none.
-pub fn metric(addr: &str, name: &str, labels: &[&str]) -> f64 {
-    let r = get(addr, "/metrics");
+/// The sum of the samples of metric `name` in gateway `gw`'s `GET /metrics` (on its
+/// internal plane) whose labels include every one of `labels` (such as
+/// `outcome="charged"`); 0 when none.
+pub fn metric(gw: &super::Proc, name: &str, labels: &[&str]) -> f64 {
+    let r = get(gw.internal(), "/metrics");
     assert_eq!(r.status, 200);
     let text = String::from_utf8_lossy(&r.body).to_string();
     text.lines()

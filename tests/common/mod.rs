@@ -35,6 +35,8 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// Socket read timeout of the test client.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 pub const TOKEN: &str = "123";
+/// The gateways' `PEER_TOKEN` in the tests.
+pub const PEER_TOKEN: &str = "test-peer-token-0123456789abcdef";
 
 /// A directory of its own for one test (mode 0700), removed at the end.
 pub fn temp_dir(tag: &str) -> RunDir {
@@ -69,6 +71,12 @@ impl Proc {
         } else {
             format!("http://{}", self.addr)
         }
+    }
+
+    /// A gateway's internal plane (peer routes, `/metrics`), as its ready line says.
+    pub fn internal(&self) -> &str {
+        self.ready_value("internal")
+            .unwrap_or_else(|| panic!("{} has no internal plane", self.name))
     }
 
     /// A value of its ready line, such as the gateway's `handoff`.
@@ -159,15 +167,31 @@ pub fn sim(name: &str, fee: &str, extra: &[(&str, String)]) -> Proc {
 }
 
 /// A gateway named `name` on `listen`, calling `processors` (URLs), with no hand-off
-/// socket and a memory ledger of its own: change the fields for more.
+/// socket, a memory ledger of its own, and its internal plane at
+/// [`internal_of`]`(listen)` with [`PEER_TOKEN`]: change the fields for more.
 pub fn gateway_spec(name: &str, listen: &str, processors: [String; 2]) -> GatewaySpec {
     GatewaySpec {
         name: name.to_string(),
         listen: listen.to_string(),
         handoff: None,
+        internal: Some(internal_of(listen)),
+        peer_token: Some(PEER_TOKEN.to_string()),
         processors,
         fees: None,
         ledger: GatewayLedger::Peers(Vec::new()),
+    }
+}
+
+/// The internal plane's address that goes with public address `listen`: the socket
+/// `<stem>.internal` next to a Unix socket `<stem>.sock`, any free port on TCP. Peers
+/// name each other by it.
+pub fn internal_of(listen: &str) -> String {
+    match listen.strip_prefix("unix:") {
+        Some(path) => {
+            let stem = path.strip_suffix(".sock").unwrap_or(path);
+            format!("unix:{stem}.internal")
+        }
+        None => "127.0.0.1:0".to_string(),
     }
 }
 

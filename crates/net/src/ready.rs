@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! ready listen 127.0.0.1:40001
-//! ready listen unix:/tmp/run/gateway-1.sock handoff unix:/tmp/run/gateway-1.handoff
+//! ready listen unix:/tmp/run/gateway-1.sock internal unix:/tmp/run/gateway-1.internal handoff unix:/tmp/run/gateway-1.handoff
 //! ```
 //!
 //! The word `ready`, then `key value` pairs separated by single spaces; `listen` comes
 //! first and is the address actually bound (`host:port` with the real port when `LISTEN`
 //! asked for port 0, or `unix:/path`), in the form `LISTEN` takes. Values are written as
-//! they are: an address holding whitespace cannot be read back. Logs stay on standard
+//! they are: an address holding whitespace cannot be read back. The gateway adds
+//! `internal` (its internal plane, with `INTERNAL_LISTEN`) and `handoff` (with
+//! `HANDOFF`), in that order. Logs stay on standard
 //! error; nothing else is written to standard output.
 
 use std::fmt::Display;

@@ -6,8 +6,10 @@
 //! - `redis-server` on a Unix socket, when `LEDGER=redis`;
 //! - two `processor-sim`s (fees `PROCESSOR_DEFAULT_FEE`, `PROCESSOR_FALLBACK_FEE`),
 //!   unless `PROCESSOR_DEFAULT_URL` and `PROCESSOR_FALLBACK_URL` are both given;
-//! - two gateways on Unix sockets (memory ledger: each other's `PEERS`; redis ledger:
-//!   `REDIS_URL`), each with a `HANDOFF` socket;
+//! - two gateways on Unix sockets (memory ledger: each other's `INTERNAL_LISTEN` as
+//!   `PEERS`; redis ledger: `REDIS_URL`), each with a `HANDOFF` socket and an
+//!   `INTERNAL_LISTEN` socket (peer routes, `/metrics`), sharing a random `PEER_TOKEN`
+//!   (16 bytes from `/dev/urandom`, hex) drawn for the run;
 //! - the lb on `LISTEN` in `LB_MODE`.
 //!
 //! A child is ready once it writes its ready line on stdout (`ready listen <addr> ...`,
@@ -29,13 +31,15 @@
 //! redis unix:/tmp/rinha-stack-4242-1a2b3c/redis.sock pid 4243
 //! processor-default http://127.0.0.1:40001 fee 0.07 pid 4244
 //! processor-fallback http://127.0.0.1:40002 fee 0.10 pid 4245
-//! gateway-1 unix:/tmp/rinha-stack-4242-1a2b3c/gateway-1.sock handoff unix:/tmp/rinha-stack-4242-1a2b3c/gateway-1.handoff pid 4246
-//! gateway-2 unix:/tmp/rinha-stack-4242-1a2b3c/gateway-2.sock handoff unix:/tmp/rinha-stack-4242-1a2b3c/gateway-2.handoff pid 4247
+//! gateway-1 unix:/tmp/rinha-stack-4242-1a2b3c/gateway-1.sock internal unix:/tmp/rinha-stack-4242-1a2b3c/gateway-1.internal handoff unix:/tmp/rinha-stack-4242-1a2b3c/gateway-1.handoff pid 4246
+//! gateway-2 unix:/tmp/rinha-stack-4242-1a2b3c/gateway-2.sock internal unix:/tmp/rinha-stack-4242-1a2b3c/gateway-2.internal handoff unix:/tmp/rinha-stack-4242-1a2b3c/gateway-2.handoff pid 4247
 //! lb http://127.0.0.1:9999 mode handoff pid 4248
 //! ready
 //! ```
 //!
-//! `redis` appears only with `LEDGER=redis`. Given processors appear as
+//! A gateway's `internal` address serves its peer routes and `GET /metrics` (the
+//! public address and the lb answer 404 there). `redis` appears only with
+//! `LEDGER=redis`. Given processors appear as
 //! `processor-default <url> external` (no fee, no pid). TCP addresses are written
 //! `http://host:port`, Unix sockets `unix:/path`.
 //!

@@ -3,7 +3,7 @@
 //! `processor-sim`, `gateway` and `lb` through the specs here.
 //!
 //! A spec's [`command`](GatewaySpec::command) sets the wiring variables (`LISTEN`,
-//! `HANDOFF`, `PEERS`, `REDIS_URL`, `UPSTREAMS`, …) over an [`Env`]: this process's
+//! `HANDOFF`, `INTERNAL_LISTEN`, `PEER_TOKEN`, `PEERS`, `REDIS_URL`, `UPSTREAMS`, …) over an [`Env`]: this process's
 //! environment (the runner: `IO_DRIVER`, `CORES` and tuning pass through), or only the
 //! variables given (tests). The wiring wins over both.
 
@@ -57,7 +57,8 @@ impl SimSpec {
 /// How a gateway shares its ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayLedger {
-    /// Memory ledger; the other gateways' `LISTEN` addresses (`PEERS`), maybe none.
+    /// Memory ledger; the other gateways' `INTERNAL_LISTEN` addresses (`PEERS`), maybe
+    /// none.
     Peers(Vec<String>),
     /// Redis ledger at this `REDIS_URL`.
     Redis(String),
@@ -72,6 +73,12 @@ pub struct GatewaySpec {
     pub listen: String,
     /// `HANDOFF`: the `unix:/path` on which the lb hands connections over.
     pub handoff: Option<String>,
+    /// `INTERNAL_LISTEN`: the internal plane (peer routes, `/metrics`), `host:port` or
+    /// `unix:/path`; `None`: none (a lone gateway).
+    pub internal: Option<String>,
+    /// `PEER_TOKEN`: the peers' shared secret (16 bytes or more), needed with
+    /// `internal` or peers.
+    pub peer_token: Option<String>,
     /// `PROCESSOR_DEFAULT_URL` and `PROCESSOR_FALLBACK_URL`.
     pub processors: [String; 2],
     /// `PROCESSOR_DEFAULT_FEE` and `PROCESSOR_FALLBACK_FEE`; `None` leaves them to the
@@ -90,6 +97,14 @@ impl GatewaySpec {
         match &self.handoff {
             Some(h) => cmd.env("HANDOFF", h),
             None => cmd.env_remove("HANDOFF"),
+        };
+        match &self.internal {
+            Some(a) => cmd.env("INTERNAL_LISTEN", a),
+            None => cmd.env_remove("INTERNAL_LISTEN"),
+        };
+        match &self.peer_token {
+            Some(t) => cmd.env("PEER_TOKEN", t),
+            None => cmd.env_remove("PEER_TOKEN"),
         };
         if let Some([default, fallback]) = &self.fees {
             cmd.env("PROCESSOR_DEFAULT_FEE", default)
@@ -241,9 +256,11 @@ mod tests {
             name: "gw1".into(),
             listen: "unix:/r/gw1.sock".into(),
             handoff: Some("unix:/r/gw1.handoff".into()),
+            internal: Some("unix:/r/gw1.internal".into()),
+            peer_token: Some("00112233445566778899aabbccddeeff".into()),
             processors: ["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
             fees: None,
-            ledger: GatewayLedger::Peers(vec!["unix:/r/gw2.sock".into()]),
+            ledger: GatewayLedger::Peers(vec!["unix:/r/gw2.internal".into()]),
         };
         let env = Env::Only(vec![
             ("CORES".into(), "2".into()),
@@ -256,8 +273,10 @@ mod tests {
                 set("CORES", "2"),
                 set("HANDOFF", "unix:/r/gw1.handoff"),
                 set("INSTANCE_ID", "gw1"),
+                set("INTERNAL_LISTEN", "unix:/r/gw1.internal"),
                 set("LISTEN", "unix:/r/gw1.sock"),
-                set("PEERS", "unix:/r/gw2.sock"),
+                set("PEERS", "unix:/r/gw2.internal"),
+                set("PEER_TOKEN", "00112233445566778899aabbccddeeff"),
                 set("PROCESSOR_DEFAULT_URL", "http://127.0.0.1:1"),
                 set("PROCESSOR_FALLBACK_URL", "http://127.0.0.1:2"),
             ]
@@ -265,6 +284,15 @@ mod tests {
         // Over the inherited environment, the other ledger's variable is removed.
         let cmd = spec.command(Path::new("/bin/gateway"), &Env::Inherit);
         assert!(vars(&cmd).contains(&unset("REDIS_URL")));
+        // A lone gateway drops an inherited internal plane and token.
+        let lone = GatewaySpec {
+            internal: None,
+            peer_token: None,
+            ledger: GatewayLedger::Peers(Vec::new()),
+            ..spec
+        };
+        let v = vars(&lone.command(Path::new("/bin/gateway"), &Env::Inherit));
+        assert!(v.contains(&unset("INTERNAL_LISTEN")) && v.contains(&unset("PEER_TOKEN")));
     }
 
     #[test]

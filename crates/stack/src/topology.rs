@@ -1,5 +1,6 @@
 //! The whole stack in the foreground: redis-server (redis ledger), two simulators
-//! (unless both processor URLs are given), two gateways, the lb; each started once the
+//! (unless both processor URLs are given), two gateways (each with an internal socket,
+//! sharing a `PEER_TOKEN` drawn afresh for the run), the lb; each started once the
 //! one before it is ready, each announced on stdout as it is, then `ready`. See the
 //! crate documentation for the output and for stopping.
 
@@ -92,17 +93,21 @@ fn start(
     let (processors, fees) = start_processors(config, sup, bins.sim)?;
     let listen = GATEWAYS.map(|n| dir.sock(&format!("{n}.sock")));
     let handoff = GATEWAYS.map(|n| dir.sock(&format!("{n}.handoff")));
+    let internal = GATEWAYS.map(|n| dir.sock(&format!("{n}.internal")));
+    let peer_token = random_token().map_err(Stop::Failed)?;
     let mut gateways = Vec::new();
     for (i, name) in GATEWAYS.into_iter().enumerate() {
         let spec = GatewaySpec {
             name: name.to_string(),
             listen: listen[i].clone(),
             handoff: Some(handoff[i].clone()),
+            internal: Some(internal[i].clone()),
+            peer_token: Some(peer_token.clone()),
             processors: processors.clone(),
             fees: fees.clone(),
             ledger: match &redis_url {
                 Some(url) => GatewayLedger::Redis(url.clone()),
-                None => GatewayLedger::Peers(vec![listen[1 - i].clone()]),
+                None => GatewayLedger::Peers(vec![internal[1 - i].clone()]),
             },
         };
         let cmd = spec.command(bins.gateway, &Env::Inherit);
@@ -111,8 +116,9 @@ fn start(
     for (i, (&g, name)) in gateways.iter().zip(GATEWAYS).enumerate() {
         let ready = sup.wait_ready(g)?;
         let handoff = ready.get("handoff").unwrap_or(&handoff[i]);
+        let internal = ready.get("internal").unwrap_or(&internal[i]);
         announce(&format!(
-            "{name} {} handoff {handoff} pid {}",
+            "{name} {} internal {internal} handoff {handoff} pid {}",
             url(ready.listen()),
             sup.child(g).pid()
         ));
@@ -136,6 +142,19 @@ fn start(
         sup.child(lb).pid()
     ));
     Ok(())
+}
+
+/// Bytes of randomness in a run's `PEER_TOKEN`.
+const TOKEN_BYTES: usize = 16;
+
+/// A fresh `PEER_TOKEN` for one run: [`TOKEN_BYTES`] from `/dev/urandom`, in hex.
+fn random_token() -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = [0u8; TOKEN_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for the gateways' PEER_TOKEN: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Starts redis-server in `dir`, waits until it answers, announces it, and returns its
@@ -215,5 +234,19 @@ fn start_processors(
         (Processors::Simulated { .. }, None) => {
             Err(Stop::Failed("processor-sim was not located".to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_fresh_hex_long_enough_for_the_gateway() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_eq!(a.len(), 2 * TOKEN_BYTES);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
     }
 }

@@ -6,8 +6,9 @@
 //!   the report in Redis; every instance copies the stored reports into its
 //!   [`Board`].
 //! - **Memory ledger**: the instance whose `INSTANCE_ID` sorts first among those its
-//!   peers answer with on `/health` polls, and pushes each report to its peers'
-//!   `/internal/health`. A peer that cannot be asked does not count: if the other
+//!   peers answer with on `/health` polls (of their internal plane), and pushes each
+//!   report to its peers' `/internal/health` with [`Monitor::peer_headers`] (the
+//!   shared `PEER_TOKEN`). A peer that cannot be asked does not count: if the other
 //!   instance is down, this one polls.
 //!
 //! The processor queues up to two health calls for its next window and answers 429 to
@@ -68,6 +69,8 @@ pub struct Monitor {
     pub board: Arc<Board>,
     /// Counts every poll this instance makes.
     pub counter: Arc<dyn PollCounter>,
+    /// Header lines (each ending in CRLF) a push to a peer carries: its token.
+    pub peer_headers: String,
 }
 
 impl Monitor {
@@ -146,15 +149,11 @@ impl Monitor {
             if elected {
                 if let Some(r) = self.poll_and_count(p).await {
                     let body = encode_push(p, &r);
+                    let headers =
+                        format!("Content-Type: application/json\r\n{}", self.peer_headers);
                     for peer in peers {
                         let _ = peer
-                            .request(
-                                "POST",
-                                INTERNAL_HEALTH_PATH,
-                                "Content-Type: application/json\r\n",
-                                &body,
-                                PEER_TIMEOUT,
-                            )
+                            .request("POST", INTERNAL_HEALTH_PATH, &headers, &body, PEER_TIMEOUT)
                             .await;
                     }
                 }
