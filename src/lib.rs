@@ -55,7 +55,9 @@
 //!   and kept in a [`upstream::health::board::Board`].
 //!
 //! [`ledger`]: settled payments keyed by correlationId; [`ledger::memory`] (per
-//! instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared).
+//! instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared);
+//! [`ledger::idset`], the seeded set of correlationIds behind the memory ledger and the
+//! accepted set (leaf module).
 //!
 //! [`app`]: everything wired together.
 //! - [`app::config`]: environment variables, errors naming the variable.

@@ -4,9 +4,12 @@
 
 use std::hint::black_box;
 
+use bench::ids::Ids;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use domain::money::parse_amount;
 use domain::time::{parse_iso, write_iso, Round};
+use gateway::app::config::GatewayConfig;
+use gateway::app::state::Instance;
 use gateway::engine::payment::Payment;
 use gateway::engine::queue::Backlog;
 use gateway::intake::body::parse_body;
@@ -14,6 +17,7 @@ use gateway::intake::routes::write_summary;
 use gateway::ledger::{Summary, Totals};
 use http1::request::{self, Method, Request, Status};
 use http1::response::{Reply, ACCEPTED};
+use net::env::Vars;
 
 /// Requests in the pipelined bench: a deep but plausible pipeline from one keep-alive
 /// connection under load.
@@ -25,6 +29,10 @@ const BACKLOG_CAPACITY: usize = 65_536;
 /// Payments queued before draining in the fill-then-drain bench: a burst well inside the
 /// ring, large enough that the ring's growth and wrap-around show.
 const BURST: usize = 1_024;
+
+/// correlationIds already accepted when the accepted-set benches run: about one load
+/// test's worth on one instance.
+const ACCEPTED_BEFORE: usize = 100_000;
 
 /// The host k6 targets in the load test.
 const HOST: &str = "localhost:9999";
@@ -188,6 +196,37 @@ fn bench_backlog(c: &mut Criterion) {
     assert!(backlog.is_empty());
 }
 
+fn bench_accepted(c: &mut Criterion) {
+    let config = GatewayConfig::from_vars(&Vars::from_pairs(&[])).expect("default config");
+    let instance = Instance::new(config);
+    let mut ids = Ids::new(3);
+    let known: Vec<u128> = (0..ACCEPTED_BEFORE).map(|_| ids.random()).collect();
+    for &id in &known {
+        assert!(instance.accept(id));
+    }
+    assert!(!instance.accept(known[0]), "a second acceptance is refused");
+
+    let mut group = c.benchmark_group("intake/accepted");
+    group.throughput(Throughput::Elements(1));
+    // A fresh id accepted then forgotten, so that the set keeps its size.
+    group.bench_function("accept_unaccept_fresh", |b| {
+        b.iter(|| {
+            let id = ids.random();
+            let fresh = instance.accept(black_box(id));
+            instance.unaccept(id);
+            fresh
+        })
+    });
+    let mut at = 0;
+    group.bench_function("accept_duplicate", |b| {
+        b.iter(|| {
+            at = (at + 1) % known.len();
+            instance.accept(black_box(known[at]))
+        })
+    });
+    group.finish();
+}
+
 fn bench_money(c: &mut Criterion) {
     let cases: [(&str, &[u8], i64); 2] = [
         ("two_decimals", b"19.90", 1990),
@@ -246,6 +285,7 @@ criterion_group!(
     bench_parse_body,
     bench_write_summary,
     bench_backlog,
+    bench_accepted,
     bench_money,
     bench_time,
     bench_reply

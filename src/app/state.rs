@@ -3,12 +3,22 @@
 //! Instance-wide ([`Instance`], behind `Arc`): the configuration, the set of accepted
 //! correlationIds (so a payment accepted twice is queued once), and the memory
 //! ledger's records. Per core ([`Core`], behind `Rc`): the backlog, the processor
-//! connection pools, the ledger handle. Only the two instance-wide maps cross threads,
-//! each behind one mutex held for a single hash operation.
+//! connection pools, the ledger handle. Only the accepted set and the memory ledger
+//! cross threads, each behind one mutex held for a single hash operation (or, for a
+//! summary, two binary searches).
+//!
+//! The accepted set is an [`IdSet`]: correlationIds are chosen by clients, so it hashes
+//! them under a random per-process seed (no choice of ids piles them into one place),
+//! in 16-byte slots. It is never cleared, not even by `POST /purge-payments`: a
+//! correlationId seen before stays a duplicate, so a payment replayed after a purge is
+//! not charged twice. It is bounded anyway, by the payments this instance accepted
+//! (a payment refused with 503 for a full queue is taken out again): 16 bytes per slot
+//! at a load between 3/8 and 3/4, so 21 to 43 bytes per id, and 165 MB would hold 3.8
+//! to 7.7 M ids. With the memory ledger's own 37 to 59 bytes per settled payment
+//! (16 in its series, 21 to 43 in its id set), a 165 MB gateway holds 1.6 to 2.8 M
+//! payments.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,33 +29,10 @@ use crate::app::config::GatewayConfig;
 use crate::app::metrics::Metrics;
 use crate::engine::queue::Backlog;
 use crate::engine::vitals::{View, Vitals};
+use crate::ledger::idset::IdSet;
 use crate::ledger::Ledger;
 use crate::upstream::health::board::Board;
 use http1::client::Client;
-
-/// Hashes a correlationId, already a uniformly random 128-bit value, by folding it.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 =
-                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
-    }
-}
-
-/// Set of correlationIds.
-pub type IdSet = HashSet<u128, BuildHasherDefault<IdHasher>>;
 
 /// State shared by every core of this instance.
 pub struct Instance {
@@ -62,7 +49,7 @@ impl Instance {
         let metrics = Arc::new(Metrics::new(config.cores));
         Instance {
             config,
-            accepted: Mutex::new(IdSet::default()),
+            accepted: Mutex::new(IdSet::new()),
             board: Arc::new(Board::default()),
             metrics,
         }
@@ -81,7 +68,7 @@ impl Instance {
         self.accepted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+            .remove(id);
     }
 }
 

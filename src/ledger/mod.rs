@@ -5,10 +5,14 @@
 //!   summary adds the peers' partial sums fetched over the internal endpoint;
 //! - [`redis::RedisLedger`]: one shared ledger in Redis for every instance.
 //!
+//! [`idset`] is the compact, seeded set of correlationIds (a leaf module) that the memory
+//! ledger keeps its recorded ids in, and the instance its accepted ones.
+//!
 //! A record is written once per correlationId: recording it again is a no-op, so an
 //! outcome learned twice (a retry answered 422, a peer's duplicate) is never counted
 //! twice.
 
+pub mod idset;
 pub mod memory;
 pub mod redis;
 
