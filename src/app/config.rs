@@ -51,8 +51,9 @@ pub const DEFAULT_UNCERTAIN_SETTLE: Duration = Duration::from_millis(10_000);
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
 /// Memory one client connection is assumed to cost at most, while it is busy: its read
-/// and write buffers (4 KiB each, dropped while idle), its task, and the kernel's
-/// socket memory charged to the cgroup (queued segments, the socket itself).
+/// and write buffers (grown to 4 KiB each, cut back to 1.5 KiB while it waits), its
+/// task, and the kernel's socket memory charged to the cgroup (queued segments, the
+/// socket itself).
 pub const CONNECTION_BYTES: u64 = 16 * 1024;
 /// Share of the memory limit the default `MAX_CONNECTIONS` gives to client
 /// connections: one quarter (the rest holds the backlogs, the ledger, the processor

@@ -10,7 +10,7 @@
 //! - [`response`]: answers written straight into the connection's output buffer, and
 //!   the constant `202`.
 //! - [`server`]: the connection loop shared by every server: read, parse every
-//!   complete request, answer, write once; buffers only while bytes are pending.
+//!   complete request, answer, write once; small buffers while a connection waits.
 //! - [`limit`]: the cap on open connections ([`limit::ConnLimit`]) shared by a
 //!   server's cores and listeners.
 //! - [`client`]: the keep-alive client the gateway calls the processors with.

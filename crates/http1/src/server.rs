@@ -8,12 +8,13 @@
 //! runs; a new connection starts out receiving, so its first request head must arrive
 //! within the request timeout of the accept.
 //!
-//! A connection with no request bytes pending holds no buffer: it waits for readiness
-//! ([`Conn::readable`]) and only then allocates its read buffer, so thousands of idle or
-//! silent connections cost their task and nothing more. Buffers grown by a burst are
-//! dropped the next time the connection has nothing pending.
+//! A connection that waits with nothing pending (for its first bytes, or idle between
+//! requests) holds a [`READ_BUF_RESTING`] read buffer and at most a
+//! [`WRITE_BUF_RESTING`] output buffer, allocated with its first answer; a request or
+//! a burst that does not fit grows them, and they are cut back to those sizes the next
+//! time nothing is pending. The read stays one read: with owned-buffer I/O the buffer
+//! belongs to the read while it waits, so a small one is what an idle connection holds.
 
-use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,44 +23,27 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Instant;
 
 use net::listen::Listener;
-use net::Stream;
 
 use crate::limit::ConnLimit;
 use crate::request::{self, Request, Status, MAX_BODY_BYTES, MAX_HEAD_BYTES};
 use crate::response::Reply;
 
-/// Bytes a connection's read buffer starts with, once a read has data to give it: a
-/// payment request is ~200 bytes, so dozens of pipelined ones fit before the buffer
-/// ever grows.
+/// Bytes of a connection's read buffer while nothing is pending (its first read, and
+/// every read after its requests were answered): one request of any real client (a
+/// payment is ~200 bytes with its headers), so a waiting connection holds 1 KiB.
+pub const READ_BUF_RESTING: usize = 1024;
+/// Bytes a read buffer grows to first, when a request or a pipelined burst does not fit
+/// in [`READ_BUF_RESTING`]: dozens of pipelined payment requests.
 pub const READ_BUF_INITIAL: usize = 4 * 1024;
-/// The least free room a read is given; the buffer grows (up to [`READ_BUF_MAX`]) when
-/// less is left.
+/// The least free room a read into a partly filled buffer is given; the buffer grows
+/// (up to [`READ_BUF_MAX`]) when less is left.
 const READ_MIN_ROOM: usize = 1024;
 /// The largest a read buffer grows: one maximal head plus one maximal body is the
 /// longest request the parser lets through; more is rejected before this is reached.
 pub const READ_BUF_MAX: usize = MAX_HEAD_BYTES + MAX_BODY_BYTES + READ_MIN_ROOM;
-/// Bytes the output buffer starts with, once there is a request to answer: dozens of
-/// pipelined 202s.
-pub const WRITE_BUF_INITIAL: usize = 4 * 1024;
-
-/// A connection the loop can wait on before it has a buffer to read into.
-#[allow(async_fn_in_trait)]
-pub trait Conn: AsyncReadRent + AsyncWriteRent {
-    /// Waits until a read would not block (data, end of stream or an error).
-    async fn readable(&self) -> io::Result<()>;
-}
-
-impl Conn for Stream {
-    async fn readable(&self) -> io::Result<()> {
-        // Not relaxed: under epoll the readiness left over from the last read is
-        // checked with a poll, so an idle connection really waits here, holding no
-        // buffer (the read that follows then completes at once).
-        match self {
-            Stream::Tcp(s) => s.readable(false).await,
-            Stream::Unix(s) => s.readable(false).await,
-        }
-    }
-}
+/// Bytes of the output buffer, allocated with the first answer: a 202 is 45 bytes, a
+/// summary a few hundred; bigger answers and pipelined bursts grow it.
+pub const WRITE_BUF_RESTING: usize = 512;
 
 /// What a server does with each complete request.
 #[allow(async_fn_in_trait)]
@@ -102,7 +86,7 @@ pub async fn serve_limited<S: Service + 'static>(
 pub fn admit<S, IO>(io: IO, service: &Rc<S>, timeouts: Timeouts, limit: &ConnLimit) -> bool
 where
     S: Service + 'static,
-    IO: Conn + 'static,
+    IO: AsyncReadRent + AsyncWriteRent + 'static,
 {
     match limit.try_acquire() {
         Some(slot) => {
@@ -145,10 +129,10 @@ enum ConnState {
 pub async fn serve_conn<S, IO>(mut io: IO, service: Rc<S>, timeouts: Timeouts)
 where
     S: Service,
-    IO: Conn,
+    IO: AsyncReadRent + AsyncWriteRent,
 {
-    // Allocated once bytes arrive (see the module doc).
-    let mut buf: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF_RESTING);
+    // Allocated with the first answer.
     let mut out: Vec<u8> = Vec::new();
     let mut state = ConnState::Receiving {
         deadline: Instant::now() + timeouts.request,
@@ -157,8 +141,8 @@ where
         // Answer every complete request in the buffer.
         let mut consumed = 0;
         let mut closing = false;
-        if !buf.is_empty() && out.capacity() == 0 {
-            out.reserve(WRITE_BUF_INITIAL);
+        if out.capacity() == 0 && !buf.is_empty() {
+            out.reserve_exact(WRITE_BUF_RESTING);
         }
         while consumed < buf.len() {
             match request::parse(&buf[consumed..]) {
@@ -194,6 +178,10 @@ where
                 return;
             }
             out.clear();
+            if out.capacity() > WRITE_BUF_RESTING {
+                // Cut back after a burst (allocated again with the next answer).
+                out = Vec::new();
+            }
         }
         if closing {
             let _ = io.shutdown().await;
@@ -209,33 +197,21 @@ where
             ConnState::Idle => Instant::now() + timeouts.idle,
             ConnState::Receiving { deadline } => deadline,
         };
-        let pending = !buf.is_empty();
-        if !pending {
-            // Nothing pending: wait holding no buffer.
-            buf = Vec::new();
-            out = Vec::new();
+        if buf.is_empty() {
+            if buf.capacity() > READ_BUF_RESTING {
+                // Cut back after a burst: a waiting connection holds the resting size.
+                buf = Vec::with_capacity(READ_BUF_RESTING);
+            }
         } else if buf.capacity() - buf.len() < READ_MIN_ROOM {
-            let target = (buf.capacity() * 2).min(READ_BUF_MAX);
+            let target = (buf.capacity() * 2).clamp(READ_BUF_INITIAL, READ_BUF_MAX);
             buf.reserve(target.saturating_sub(buf.len()).max(READ_MIN_ROOM));
         }
-        // One timer covers the wait for readiness and the read. A read cancelled by the
-        // timeout may still complete inside the driver; the connection is closed right
-        // after, so any such bytes are never looked at.
-        let conn = &mut io;
-        let read = monoio::time::timeout_at(deadline, async move {
-            if !pending {
-                if let Err(e) = conn.readable().await {
-                    return (Err(e), buf);
-                }
-                buf.reserve(READ_BUF_INITIAL);
-            }
-            let len = buf.len();
-            let cap = buf.capacity();
-            let (res, slice) = conn.read(buf.slice_mut(len..cap)).await;
-            (res, slice.into_inner())
-        })
-        .await;
-        let (res, back) = match read {
+        let len = buf.len();
+        let cap = buf.capacity();
+        // A read cancelled by the timeout may still complete inside the driver; the
+        // connection is closed right after, so any such bytes are never looked at.
+        let read = monoio::time::timeout_at(deadline, io.read(buf.slice_mut(len..cap))).await;
+        let (res, slice) = match read {
             Ok(r) => r,
             Err(_) => {
                 if let ConnState::Receiving { .. } = state {
@@ -246,7 +222,7 @@ where
                 return;
             }
         };
-        buf = back;
+        buf = slice.into_inner();
         match res {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
