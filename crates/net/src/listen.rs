@@ -136,7 +136,7 @@ pub async fn accept_each(listener: &Listener, mut serve: impl FnMut(Stream)) {
 
 /// The failed accepts of one accept loop in a row. Out of file descriptors (`EMFILE`,
 /// `ENFILE`) every accept fails until a connection closes, so the loop pauses
-/// [`ACCEPT_ERROR_PAUSE`] between tries instead of spinning, logs the first failure of
+/// 50 ms between tries instead of spinning, logs the first failure of
 /// a burst, and logs once more when an accept succeeds again. Pending connections wait
 /// in the kernel's backlog meanwhile.
 #[derive(Debug, Default)]
