@@ -28,6 +28,10 @@ PUBLIC_PORT = 9999
 LB_SERVICE = "lb"
 PROCESSOR_NETWORK = "payment-processor"
 IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
+# Open files every gateway and the lb must be allowed (ulimits: nofile), and the margin
+# above a gateway's MAX_CONNECTIONS for its processor connections, peers and listeners.
+NOFILE_MIN = 4096
+NOFILE_MARGIN = 1024
 # Binary units, as Docker reads memory limits.
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
                 "g": 1 << 30, "gb": 1 << 30}
@@ -51,6 +55,16 @@ def env_of(svc):
     if isinstance(env, list):
         env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
     return env
+
+
+def nofile_of(svc):
+    """(soft, hard) of ulimits.nofile, or None when unset."""
+    n = (svc.get("ulimits") or {}).get("nofile")
+    if n is None:
+        return None
+    if isinstance(n, dict):
+        return int(n.get("soft", 0)), int(n.get("hard", 0))
+    return int(n), int(n)
 
 
 def command_program(svc):
@@ -160,6 +174,19 @@ def check(config, compose_dir):
         if env_of(svc).get("IO_DRIVER") == "uring" and not profiles:
             err("seccomp-profile", f"service {name} asks for IO_DRIVER=uring without a seccomp profile "
                                    "that allows it (Docker 25+ blocks io_uring by default)")
+    for name, svc in services.items():
+        if command_program(svc) not in ("gateway", "lb"):
+            continue
+        nofile = nofile_of(svc)
+        need = NOFILE_MIN
+        max_conns = env_of(svc).get("MAX_CONNECTIONS")
+        if max_conns:
+            need = max(need, int(max_conns) + NOFILE_MARGIN)
+        if nofile is None:
+            err("nofile", f"service {name} sets no ulimits.nofile (at least {need})")
+        elif min(nofile) < need:
+            err("nofile", f"service {name}: ulimits.nofile {nofile} below {need} "
+                          f"(MAX_CONNECTIONS plus {NOFILE_MARGIN}, at least {NOFILE_MIN})")
     return errors
 
 
@@ -206,6 +233,11 @@ def self_test(config, compose_dir):
         ("processor-network", "a service with PROCESSOR_DEFAULT_URL off the network",
          lambda c: svc(c, LB_SERVICE).setdefault("environment", {})
          .__setitem__("PROCESSOR_DEFAULT_URL", "http://payment-processor-default:8080")),
+        ("nofile", "no ulimits on a gateway", lambda c: svc(c, gw).pop("ulimits", None)),
+        ("nofile", "no ulimits on the lb", lambda c: svc(c, LB_SERVICE).pop("ulimits", None)),
+        ("nofile", "MAX_CONNECTIONS at the gateway's nofile",
+         lambda c: svc(c, gw).setdefault("environment", {})
+         .__setitem__("MAX_CONNECTIONS", str(min(nofile_of(svc(c, gw)))))),
         ("seccomp-profile", "a gateway asking for io_uring without a profile",
          lambda c: (svc(c, gw).pop("security_opt", None),
                     svc(c, gw).setdefault("environment", {}).__setitem__("IO_DRIVER", "uring"))),

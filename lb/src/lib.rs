@@ -12,7 +12,9 @@
 //! - [`upstreams`]: round-robin order over the upstreams and their liveness (down ones
 //!   are skipped and retried after a pause; changes are logged).
 //! - [`handoff`]: hand-off mode over persistent Unix links to each gateway, through
-//!   [`net::fdpass`] (SCM_RIGHTS). The lb itself has no unsafe code.
+//!   [`net::fdpass`] (SCM_RIGHTS); each gateway answers every client with a verdict
+//!   byte, and a refused client goes to the other gateway. The lb itself has no unsafe
+//!   code.
 //! - [`proxy`]: proxy mode, a byte-copying L4 proxy with half-close relayed.
 //!
 //! Binding, runtimes, logs and the ready line on stdout (`ready listen <addr>`, once
@@ -79,15 +81,17 @@ pub fn run(config: LbConfig) -> Result<(), String> {
 
 /// Accepts clients and hands each one over, one at a time (a hand-off is one syscall).
 async fn serve_handoff(listener: Listener, config: &LbConfig) {
-    let mut links = handoff::Links::new(config.upstreams.clone());
+    let links = handoff::Links::new(config.upstreams.clone());
+    let mut burst = listen::AcceptBurst::default();
     loop {
-        // The accepted socket is closed when it goes out of scope: after a hand-off the
-        // gateway holds its own reference, and with no live upstream that ends it.
+        // The lb holds the accepted socket until a gateway takes it (its verdict), and
+        // closes it when none does.
         match listener.accept().await {
             Ok(client) => {
-                links.hand_off(&client).await;
+                burst.accepted();
+                links.hand_off(client).await;
             }
-            Err(e) => listen::accept_failed(e).await,
+            Err(e) => burst.failed(e).await,
         }
     }
 }

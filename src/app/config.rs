@@ -52,6 +52,50 @@ pub const DEFAULT_UNCERTAIN_SETTLE: Duration = Duration::from_millis(10_000);
 /// Default pause before trying a payment again after both processors refused it.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// Memory one client connection is assumed to cost at most, while it is busy: its read
+/// and write buffers (grown to 4 KiB each, cut back to 1.5 KiB while it waits), its
+/// task, and the kernel's socket memory charged to the cgroup (queued segments, the
+/// socket itself).
+pub const CONNECTION_BYTES: u64 = 16 * 1024;
+/// Share of the memory limit the default `MAX_CONNECTIONS` gives to client
+/// connections: one quarter (the rest holds the backlogs, the ledger, the processor
+/// connections and the allocator's slack).
+pub const CONNECTION_MEMORY_SHARE: u64 = 4;
+/// Default `MAX_CONNECTIONS` when no memory limit can be read.
+pub const DEFAULT_MAX_CONNECTIONS_UNLIMITED: usize = 10_000;
+/// The least default `MAX_CONNECTIONS`, however small the memory limit.
+pub const MIN_DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+/// Default `MAX_CONNECTIONS` for a memory limit of `limit` bytes (`None`: no limit):
+/// a quarter of the memory at [`CONNECTION_BYTES`] each. 165 MiB (a gateway's limit in
+/// `docker-compose.yml`) gives 2,640.
+pub fn max_connections_for(limit: Option<u64>) -> usize {
+    match limit {
+        None => DEFAULT_MAX_CONNECTIONS_UNLIMITED,
+        Some(bytes) => {
+            let n = bytes / CONNECTION_MEMORY_SHARE / CONNECTION_BYTES;
+            usize::try_from(n).unwrap_or(usize::MAX).clamp(
+                MIN_DEFAULT_MAX_CONNECTIONS,
+                DEFAULT_MAX_CONNECTIONS_UNLIMITED,
+            )
+        }
+    }
+}
+
+/// This process's cgroup memory limit: cgroup v2's `memory.max`, else v1's
+/// `memory.limit_in_bytes`; `None` when neither is readable or the limit is unset
+/// (`max`, or v1's near-2^63 "unlimited").
+pub fn cgroup_memory_limit() -> Option<u64> {
+    [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .and_then(|text| text.trim().parse::<u64>().ok())
+    .filter(|&bytes| bytes < 1 << 60)
+}
+
 /// Where settled payments are recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LedgerConfig {
@@ -93,6 +137,9 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     pub uncertain_settle: Duration,
     pub retry_delay: Duration,
+    /// `MAX_CONNECTIONS`: client connections open at once, `LISTEN` and hand-off
+    /// together, over every core.
+    pub max_connections: usize,
 }
 
 fn hostname() -> String {
@@ -230,6 +277,10 @@ impl GatewayConfig {
             idle_timeout: v.millis("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT)?,
             uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
             retry_delay: v.millis("RETRY_DELAY_MS", DEFAULT_RETRY_DELAY)?,
+            max_connections: v.count(
+                "MAX_CONNECTIONS",
+                max_connections_for(cgroup_memory_limit()),
+            )?,
         })
     }
 }
@@ -268,6 +319,23 @@ mod tests {
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert!(c.cores >= 1);
         assert_eq!(c.fees, [0.07, 0.10]);
+    }
+
+    #[test]
+    fn the_connection_cap_follows_the_memory_limit() {
+        assert_eq!(max_connections_for(Some(165 << 20)), 2_640);
+        assert_eq!(
+            max_connections_for(Some(1 << 20)),
+            MIN_DEFAULT_MAX_CONNECTIONS
+        );
+        assert_eq!(
+            max_connections_for(Some(1 << 40)),
+            DEFAULT_MAX_CONNECTIONS_UNLIMITED
+        );
+        assert_eq!(max_connections_for(None), DEFAULT_MAX_CONNECTIONS_UNLIMITED);
+        assert_eq!(cfg(&[("MAX_CONNECTIONS", "3")]).unwrap().max_connections, 3);
+        let e = cfg(&[("MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert_eq!(e.var, "MAX_CONNECTIONS");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use http1::limit::ConnLimit;
 use http1::server::{self, Timeouts};
 use net::listen::{self, StdListener};
 use net::runtime::{self, Driver};
@@ -174,6 +175,8 @@ fn start_cores<L, F>(
     F: Fn() -> L + Send + Sync + Clone + 'static,
 {
     let cores = instance.config.cores;
+    let limit = ConnLimit::new(instance.config.max_connections);
+    instance.metrics.watch_connections(limit.clone());
     let timeouts = Timeouts {
         request: instance.config.request_timeout,
         idle: instance.config.idle_timeout,
@@ -182,6 +185,7 @@ fn start_cores<L, F>(
         let instance = instance.clone();
         let listeners = listeners.clone();
         let make_ledger = make_ledger.clone();
+        let limit = limit.clone();
         async move {
             let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
             let Some(taken) = taken else {
@@ -207,9 +211,9 @@ fn start_cores<L, F>(
             }
             let public = Rc::new(Public::new(core));
             if let Some(l) = handoff_listener {
-                monoio::spawn(handoff::serve(l, public.clone(), timeouts));
+                monoio::spawn(handoff::serve(l, public.clone(), timeouts, limit.clone()));
             }
-            server::serve(listener, public, timeouts).await;
+            server::serve_limited(listener, public, timeouts, &limit).await;
         }
     });
 }

@@ -4,12 +4,17 @@
 //! connections to it and sends each accepted client connection as one byte carrying
 //! the client's fd ([`net::fdpass`]). Every core accepts lb connections on the shared
 //! socket; for each, it takes the fds as they arrive and serves every client with
-//! [`server::serve_conn`] on that core, exactly like a connection accepted on `LISTEN`.
+//! [`server::serve_conn`] on that core, exactly like a connection accepted on `LISTEN`
+//! and under the same connection cap. Each handed-over connection is answered with
+//! one verdict byte, taken or refused (at the cap, or out of file descriptors: the
+//! kernel then truncates the control data and drops the fd), so that the lb, which
+//! still holds the client, can give a refused one to the other gateway.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
+use http1::limit::ConnLimit;
 use http1::server::{self, Service, Timeouts};
 use net::addr::Addr;
 use net::fdpass;
@@ -28,41 +33,70 @@ pub fn bind(addr: &Addr, cores: usize) -> io::Result<Vec<StdListener>> {
     net::listen::bind(addr, cores).map(|(listeners, _)| listeners)
 }
 
-/// Accepts lb connections forever and serves the connections each one hands over.
-pub async fn serve<S: Service + 'static>(listener: Listener, service: Rc<S>, timeouts: Timeouts) {
+/// Accepts lb connections forever and serves the connections each one hands over,
+/// under `limit` (shared with `LISTEN`).
+pub async fn serve<S: Service + 'static>(
+    listener: Listener,
+    service: Rc<S>,
+    timeouts: Timeouts,
+    limit: ConnLimit,
+) {
     net::listen::accept_each(&listener, |lb| match lb {
         Stream::Unix(lb) => {
-            monoio::spawn(serve_lb(lb, service.clone(), timeouts));
+            monoio::spawn(serve_lb(lb, service.clone(), timeouts, limit.clone()));
         }
         Stream::Tcp(_) => net::log!("hand-off: closed a TCP connection on the Unix socket"),
     })
     .await
 }
 
-/// Takes the fds an lb connection carries until the lb closes it.
+/// Takes the fds an lb connection carries until the lb closes it, and answers each
+/// handed-over connection with one verdict byte ([`fdpass::TAKEN`] or
+/// [`fdpass::REFUSED`]), in order, written once per batch of messages read.
 async fn serve_lb<S: Service + 'static>(
     lb: monoio::net::UnixStream,
     service: Rc<S>,
     timeouts: Timeouts,
+    limit: ConnLimit,
 ) {
     let mut fds = Vec::new();
+    let mut verdicts = Vec::new();
+    // Messages in a row whose fds the kernel could not install, for logging once.
+    let mut truncated_run = 0u64;
     loop {
         match fdpass::recv_fds(&lb, &mut fds) {
             Ok(got) => {
+                // One data byte per handed-over connection; the kernel drops the fds it
+                // cannot install (out of fds), so the last ones may have none.
+                let refused = got.bytes.saturating_sub(fds.len());
                 if got.truncated {
-                    net::log!(
-                        "hand-off: a message carried more than {} fds; the rest were closed",
-                        fdpass::MAX_FDS_PER_MSG
-                    );
+                    if truncated_run == 0 {
+                        net::log!(
+                            "hand-off: control data truncated: out of file descriptors, or \
+                             more than {} fds in one message; {refused} connection(s) refused \
+                             back to the lb (logged once until a hand-off works)",
+                            fdpass::MAX_FDS_PER_MSG
+                        );
+                    }
+                    truncated_run += 1;
+                    limit.count_out_of_fds(refused as u64);
+                } else if truncated_run > 0 {
+                    net::log!("hand-off: taking connections again after {truncated_run} truncated");
+                    truncated_run = 0;
                 }
                 for fd in fds.drain(..) {
-                    adopt(fd, &service, timeouts);
+                    verdicts.push(adopt(fd, &service, timeouts, &limit));
                 }
+                verdicts.extend(std::iter::repeat_n(fdpass::REFUSED, refused));
                 if got.bytes == 0 {
                     return;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = answer(&lb, &mut verdicts).await {
+                    net::log!("hand-off: answering the lb failed: {e}");
+                    return;
+                }
                 if let Err(e) = lb.readable(false).await {
                     net::log!("hand-off: waiting on the lb connection failed: {e}");
                     return;
@@ -76,13 +110,44 @@ async fn serve_lb<S: Service + 'static>(
     }
 }
 
-/// Serves one handed-over connection on this core; anything but a stream socket is
-/// closed and logged.
-fn adopt<S: Service + 'static>(fd: OwnedFd, service: &Rc<S>, timeouts: Timeouts) {
+/// Writes the pending verdicts to the lb (usually one non-blocking send).
+async fn answer(lb: &monoio::net::UnixStream, verdicts: &mut Vec<u8>) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < verdicts.len() {
+        match fdpass::send_bytes(lb, &verdicts[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => lb.writable(false).await?,
+            Err(e) => return Err(e),
+        }
+    }
+    verdicts.clear();
+    Ok(())
+}
+
+/// Serves one handed-over connection on this core if the cap has room; anything but a
+/// stream socket is closed and logged. Returns the verdict for the lb.
+fn adopt<S: Service + 'static>(
+    fd: OwnedFd,
+    service: &Rc<S>,
+    timeouts: Timeouts,
+    limit: &ConnLimit,
+) -> u8 {
+    // Refused at the cap, the lb gives the client to another gateway (or closes it).
+    let Some(slot) = limit.try_acquire() else {
+        return fdpass::REFUSED;
+    };
     match Stream::from_fd(fd) {
         Ok(s) => {
-            monoio::spawn(server::serve_conn(s, service.clone(), timeouts));
+            let service = service.clone();
+            monoio::spawn(async move {
+                server::serve_conn(s, service, timeouts).await;
+                drop(slot);
+            });
+            fdpass::TAKEN
         }
-        Err(e) => net::log!("hand-off: closed a received fd: {e}"),
+        Err(e) => {
+            net::log!("hand-off: closed a received fd: {e}");
+            fdpass::REFUSED
+        }
     }
 }

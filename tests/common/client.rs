@@ -244,7 +244,12 @@ pub fn sim_totals(sim: &Proc, query: &str) -> (u64, i64) {
 /// internal plane) whose labels include every one of `labels` (such as
 /// `outcome="charged"`); 0 when none.
 pub fn metric(gw: &super::Proc, name: &str, labels: &[&str]) -> f64 {
-    let r = get(gw.internal(), "/metrics");
+    metric_at(gw.internal(), name, labels)
+}
+
+/// [`metric`] read from a gateway's internal address.
+pub fn metric_at(internal: &str, name: &str, labels: &[&str]) -> f64 {
+    let r = get(internal, "/metrics");
     assert_eq!(r.status, 200);
     let text = String::from_utf8_lossy(&r.body).to_string();
     text.lines()

@@ -10,10 +10,13 @@
 //! - [`response`]: answers written straight into the connection's output buffer, and
 //!   the constant `202`.
 //! - [`server`]: the connection loop shared by every server: read, parse every
-//!   complete request, answer, write once.
+//!   complete request, answer, write once; small buffers while a connection waits.
+//! - [`limit`]: the cap on open connections ([`limit::ConnLimit`]) shared by a
+//!   server's cores and listeners.
 //! - [`client`]: the keep-alive client the gateway calls the processors with.
 
 pub mod client;
+pub mod limit;
 pub mod request;
 pub mod response;
 pub mod server;

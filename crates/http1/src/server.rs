@@ -1,10 +1,19 @@
 //! The HTTP/1.1 connection loop shared by the gateway and the processor simulator.
 //!
-//! Each core runs [`serve`] on its own listener. A connection reads into one buffer,
-//! parses every complete request in it (pipelining), lets the [`Service`] append each
-//! answer to one output buffer, and writes them in one go. Connection state is the
-//! `ConnState` enum: idle between requests, or inside a partly received request, which is
-//! the only time the slow-client timeout runs.
+//! Each core runs [`serve`] (or [`serve_limited`], under a [`ConnLimit`]) on its own
+//! listener. A connection reads into one buffer, parses every complete request in it
+//! (pipelining), lets the [`Service`] append each answer to one output buffer, and
+//! writes them in one go. Connection state is the `ConnState` enum: idle between
+//! requests, or receiving a request, which is the only time the slow-client timeout
+//! runs; a new connection starts out receiving, so its first request head must arrive
+//! within the request timeout of the accept.
+//!
+//! A connection that waits with nothing pending (for its first bytes, or idle between
+//! requests) holds a [`READ_BUF_RESTING`] read buffer and at most a
+//! [`WRITE_BUF_RESTING`] output buffer, allocated with its first answer; a request or
+//! a burst that does not fit grows them, and they are cut back to those sizes the next
+//! time nothing is pending. The read stays one read: with owned-buffer I/O the buffer
+//! belongs to the read while it waits, so a small one is what an idle connection holds.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,20 +24,26 @@ use monoio::time::Instant;
 
 use net::listen::Listener;
 
+use crate::limit::ConnLimit;
 use crate::request::{self, Request, Status, MAX_BODY_BYTES, MAX_HEAD_BYTES};
 use crate::response::Reply;
 
-/// Bytes a connection's read buffer starts with: a payment request is ~200 bytes, so
-/// dozens of pipelined ones fit before the buffer ever grows.
+/// Bytes of a connection's read buffer while nothing is pending (its first read, and
+/// every read after its requests were answered): one request of any real client (a
+/// payment is ~200 bytes with its headers), so a waiting connection holds 1 KiB.
+pub const READ_BUF_RESTING: usize = 1024;
+/// Bytes a read buffer grows to first, when a request or a pipelined burst does not fit
+/// in [`READ_BUF_RESTING`]: dozens of pipelined payment requests.
 pub const READ_BUF_INITIAL: usize = 4 * 1024;
-/// The least free room a read is given; the buffer grows (up to [`READ_BUF_MAX`]) when
-/// less is left.
+/// The least free room a read into a partly filled buffer is given; the buffer grows
+/// (up to [`READ_BUF_MAX`]) when less is left.
 const READ_MIN_ROOM: usize = 1024;
 /// The largest a read buffer grows: one maximal head plus one maximal body is the
 /// longest request the parser lets through; more is rejected before this is reached.
 pub const READ_BUF_MAX: usize = MAX_HEAD_BYTES + MAX_BODY_BYTES + READ_MIN_ROOM;
-/// Bytes the output buffer starts with: dozens of pipelined 202s.
-const WRITE_BUF_INITIAL: usize = 4 * 1024;
+/// Bytes of the output buffer, allocated with the first answer: a 202 is 45 bytes, a
+/// summary a few hundred; bigger answers and pipelined bursts grow it.
+pub const WRITE_BUF_RESTING: usize = 512;
 
 /// What a server does with each complete request.
 #[allow(async_fn_in_trait)]
@@ -47,12 +62,56 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
-/// Accepts connections forever and serves each on its own task.
+/// Accepts connections forever and serves each on its own task, with no cap.
 pub async fn serve<S: Service + 'static>(listener: Listener, service: Rc<S>, timeouts: Timeouts) {
+    serve_limited(listener, service, timeouts, &ConnLimit::unlimited()).await
+}
+
+/// Accepts connections forever and serves each on its own task while `limit` has a
+/// slot for it; beyond the cap a connection is refused ([`refuse`]).
+pub async fn serve_limited<S: Service + 'static>(
+    listener: Listener,
+    service: Rc<S>,
+    timeouts: Timeouts,
+    limit: &ConnLimit,
+) {
     net::listen::accept_each(&listener, |stream| {
-        monoio::spawn(serve_conn(stream, service.clone(), timeouts));
+        admit(stream, &service, timeouts, limit);
     })
     .await
+}
+
+/// Serves `io` on its own task if `limit` has a slot for it (the task holds the slot
+/// until it ends), or refuses it. False when refused.
+pub fn admit<S, IO>(io: IO, service: &Rc<S>, timeouts: Timeouts, limit: &ConnLimit) -> bool
+where
+    S: Service + 'static,
+    IO: AsyncReadRent + AsyncWriteRent + 'static,
+{
+    match limit.try_acquire() {
+        Some(slot) => {
+            let service = service.clone();
+            monoio::spawn(async move {
+                serve_conn(io, service, timeouts).await;
+                drop(slot);
+            });
+            true
+        }
+        None => {
+            monoio::spawn(refuse(io, timeouts));
+            false
+        }
+    }
+}
+
+/// Answers a connection beyond the cap with one `503` (`{"error": "too many
+/// connections"}`, `Connection: close`) and closes it without reading: the answer is a
+/// hundred bytes, which the socket's send buffer takes at once.
+pub async fn refuse<IO: AsyncWriteRent>(mut io: IO, timeouts: Timeouts) {
+    let mut out = Vec::with_capacity(128);
+    Reply::new(&mut out, true).error(503, "too many connections");
+    let _ = monoio::time::timeout(timeouts.request, io.write_all(out)).await;
+    let _ = io.shutdown().await;
 }
 
 /// Where a connection is between reads.
@@ -60,23 +119,31 @@ pub async fn serve<S: Service + 'static>(listener: Listener, service: Rc<S>, tim
 enum ConnState {
     /// No request bytes pending: waiting for the next request (idle timeout).
     Idle,
-    /// Part of a request has arrived; it must complete before this deadline.
+    /// A new connection, or part of a request has arrived: the request must complete
+    /// before this deadline.
     Receiving { deadline: Instant },
 }
 
 /// Serves one connection until the peer closes it, asks to close, errs or times out.
+/// Its first request must arrive within `timeouts.request` of this call (408 then).
 pub async fn serve_conn<S, IO>(mut io: IO, service: Rc<S>, timeouts: Timeouts)
 where
     S: Service,
     IO: AsyncReadRent + AsyncWriteRent,
 {
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF_INITIAL);
-    let mut out: Vec<u8> = Vec::with_capacity(WRITE_BUF_INITIAL);
-    let mut state = ConnState::Idle;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF_RESTING);
+    // Allocated with the first answer.
+    let mut out: Vec<u8> = Vec::new();
+    let mut state = ConnState::Receiving {
+        deadline: Instant::now() + timeouts.request,
+    };
     loop {
         // Answer every complete request in the buffer.
         let mut consumed = 0;
         let mut closing = false;
+        if out.capacity() == 0 && !buf.is_empty() {
+            out.reserve_exact(WRITE_BUF_RESTING);
+        }
         while consumed < buf.len() {
             match request::parse(&buf[consumed..]) {
                 Ok(Status::Complete(req)) => {
@@ -111,6 +178,10 @@ where
                 return;
             }
             out.clear();
+            if out.capacity() > WRITE_BUF_RESTING {
+                // Cut back after a burst (allocated again with the next answer).
+                out = Vec::new();
+            }
         }
         if closing {
             let _ = io.shutdown().await;
@@ -126,8 +197,13 @@ where
             ConnState::Idle => Instant::now() + timeouts.idle,
             ConnState::Receiving { deadline } => deadline,
         };
-        if buf.capacity() - buf.len() < READ_MIN_ROOM {
-            let target = (buf.capacity() * 2).min(READ_BUF_MAX);
+        if buf.is_empty() {
+            if buf.capacity() > READ_BUF_RESTING {
+                // Cut back after a burst: a waiting connection holds the resting size.
+                buf = Vec::with_capacity(READ_BUF_RESTING);
+            }
+        } else if buf.capacity() - buf.len() < READ_MIN_ROOM {
+            let target = (buf.capacity() * 2).clamp(READ_BUF_INITIAL, READ_BUF_MAX);
             buf.reserve(target.saturating_sub(buf.len()).max(READ_MIN_ROOM));
         }
         let len = buf.len();

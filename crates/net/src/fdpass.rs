@@ -4,8 +4,11 @@
 //!
 //! The lb hands each accepted client connection to a gateway as one data byte that
 //! carries one fd in an SCM_RIGHTS control message ([`send_fd`]); the gateway takes the
-//! fds out ([`recv_fds`]) and serves them. Neither std nor monoio exposes control
-//! messages, so both calls go to `libc` here. Both are non-blocking: the caller waits
+//! fds out ([`recv_fds`]) and serves them, and answers each data byte with one verdict
+//! byte on the same socket, [`TAKEN`] or [`REFUSED`] ([`send_bytes`], read by the lb
+//! with [`recv_bytes`]): until then the lb keeps its own copy of the client, and a
+//! refused one goes to another gateway. Neither std nor monoio exposes control
+//! messages, so these calls go to `libc` here. All are non-blocking: the caller waits
 //! for readiness on its runtime and calls again on `WouldBlock`.
 #![allow(unsafe_code)]
 #![deny(
@@ -29,6 +32,13 @@ const RECV_DATA_BYTES: usize = 16;
 
 /// The data byte sent with each fd (its value carries no meaning).
 const HANDOFF_BYTE: u8 = b'h';
+
+/// The verdict byte for a connection the receiver serves: the sender may close its copy.
+pub const TAKEN: u8 = b'+';
+/// The verdict byte for a connection the receiver could not take (out of file
+/// descriptors, or at its connection cap): the sender still holds the client and may
+/// hand it to someone else.
+pub const REFUSED: u8 = b'-';
 
 /// Bytes of one fd inside a control message.
 const FD_BYTES: usize = mem::size_of::<RawFd>();
@@ -131,8 +141,10 @@ pub fn send_fd(sock: &impl AsRawFd, fd: &impl AsRawFd) -> io::Result<()> {
 pub struct Received {
     /// Data bytes read; 0 means the peer closed the connection.
     pub bytes: usize,
-    /// The message carried more fds than [`MAX_FDS_PER_MSG`]; the kernel closed the
-    /// extra ones.
+    /// The control data was truncated (`MSG_CTRUNC`): the kernel could not install
+    /// every fd the message carried, and closed the ones it could not. Either this
+    /// process is out of file descriptors (`EMFILE`: fewer fds than data bytes arrive,
+    /// often none), or the message carried more than [`MAX_FDS_PER_MSG`].
     pub truncated: bool,
 }
 
@@ -202,6 +214,65 @@ pub fn recv_fds(sock: &impl AsRawFd, fds: &mut Vec<OwnedFd>) -> io::Result<Recei
     })
 }
 
+/// Sends what it can of `data` on the connected socket `sock` without blocking
+/// (`WouldBlock` when its buffer is full) and without SIGPIPE (`BrokenPipe` when the
+/// peer is gone). Returns the bytes sent.
+pub fn send_bytes(sock: &impl AsRawFd, data: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `data` is alive and readable for `data.len()` bytes during the call;
+        // the kernel only reads it.
+        let n = unsafe {
+            libc::send(
+                sock.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Reads what is pending on `sock` into `buf` without blocking (`WouldBlock` when
+/// nothing is). 0 means the peer closed the connection.
+pub fn recv_bytes(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is alive and writable for `buf.len()` bytes during the call; the
+        // kernel writes no more than that.
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Shuts down the sending half of `sock` (`shutdown(SHUT_WR)`): the peer reads the end
+/// of the stream and may still answer.
+pub fn shutdown_write(sock: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes plain integers and touches no memory of ours.
+    if unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_WR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +326,22 @@ mod tests {
         drop(lb);
         assert_eq!(recv_fds(&gw, &mut fds).unwrap().bytes, 0);
         assert!(fds.is_empty());
+    }
+
+    #[test]
+    fn verdicts_travel_back_on_the_same_socket() {
+        let (lb, gw) = UnixStream::pair().unwrap();
+        let mut buf = [0u8; 8];
+        let e = recv_bytes(&lb, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(send_bytes(&gw, &[TAKEN, REFUSED]).unwrap(), 2);
+        assert_eq!(recv_bytes(&lb, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], &[TAKEN, REFUSED]);
+        shutdown_write(&gw).unwrap();
+        assert_eq!(recv_bytes(&lb, &mut buf).unwrap(), 0);
+        drop(gw);
+        let e = send_bytes(&lb, &[TAKEN]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Listeners: bound before the runtimes start (one per core), adopted by each core's
 //! runtime, and one accept loop for every server (gateway, simulator, lb).
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::addr::Addr;
@@ -107,24 +108,67 @@ impl Listener {
     }
 }
 
+/// Failed accepts in this process so far, every listener and core together (for
+/// metrics).
+static ACCEPT_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Failed accepts in this process so far.
+pub fn accept_failures() -> u64 {
+    ACCEPT_FAILURES.load(Relaxed)
+}
+
 /// Accepts connections forever, handing each to `serve` (which spawns its task). TCP
 /// connections get `TCP_NODELAY`: answers are small and must leave at once. A failed
-/// accept is logged and retried after a pause.
+/// accept is counted, logged once per burst and retried after a pause ([`AcceptBurst`]).
 pub async fn accept_each(listener: &Listener, mut serve: impl FnMut(Stream)) {
+    let mut burst = AcceptBurst::default();
     loop {
         match listener.accept().await {
             Ok(s) => {
+                burst.accepted();
                 let _ = s.set_nodelay();
                 serve(s)
             }
-            Err(e) => accept_failed(e).await,
+            Err(e) => burst.failed(e).await,
         }
     }
 }
 
-/// Logs a failed accept and pauses before the next one (EMFILE and the like), so that a
-/// full fd table does not spin the core.
-pub async fn accept_failed(e: std::io::Error) {
-    crate::log!("accept failed: {e}");
-    monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+/// The failed accepts of one accept loop in a row. Out of file descriptors (`EMFILE`,
+/// `ENFILE`) every accept fails until a connection closes, so the loop pauses
+/// 50 ms between tries instead of spinning, logs the first failure of
+/// a burst, and logs once more when an accept succeeds again. Pending connections wait
+/// in the kernel's backlog meanwhile.
+#[derive(Debug, Default)]
+pub struct AcceptBurst {
+    failed: u64,
+}
+
+impl AcceptBurst {
+    /// Records an accept that worked; ends a burst of failures (logged).
+    pub fn accepted(&mut self) {
+        if self.failed > 0 {
+            crate::log!("accepting again after {} failed accepts", self.failed);
+            self.failed = 0;
+        }
+    }
+
+    /// Counts a failed accept, logs it if it starts a burst, and pauses.
+    pub async fn failed(&mut self, e: std::io::Error) {
+        ACCEPT_FAILURES.fetch_add(1, Relaxed);
+        if self.failed == 0 {
+            let why = match e.raw_os_error() {
+                Some(libc::EMFILE) => ": out of file descriptors (this process's RLIMIT_NOFILE)",
+                Some(libc::ENFILE) => ": out of file descriptors (the system's limit)",
+                _ => "",
+            };
+            crate::log!(
+                "accept failed: {e}{why}; retrying every {} ms, logged again once an accept \
+                 succeeds",
+                ACCEPT_ERROR_PAUSE.as_millis()
+            );
+        }
+        self.failed += 1;
+        monoio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+    }
 }

@@ -5,7 +5,8 @@
 //! one thread of its own, so a signal becomes an ordinary event instead of a handler.
 //! Its children must not inherit that mask (they would ignore SIGTERM), and must die
 //! with the runner even when it is killed: [`tie_to_parent`] sets both up between fork
-//! and exec. Neither std nor monoio exposes these calls, so they go to `libc` here.
+//! and exec; [`limit_open_files`] caps a child's file descriptors the same way. Neither
+//! std nor monoio exposes these calls, so they go to `libc` here.
 #![allow(unsafe_code)]
 #![deny(
     clippy::undocumented_unsafe_blocks,
@@ -105,6 +106,29 @@ pub fn tie_to_parent(cmd: &mut Command) {
         Ok(())
     };
     // SAFETY: `hook` only makes async-signal-safe calls (see above), as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// Starts `cmd`'s child with at most `n` open file descriptors (`RLIMIT_NOFILE`, soft
+/// and hard), set between fork and exec: the tests run a gateway out of fds with it.
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    let hook = move || -> io::Result<()> {
+        // SAFETY: this runs in the forked child before exec: setrlimit is
+        // async-signal-safe, reads only `limit` (a local copy, valid for the call) and
+        // nothing here allocates or takes a lock.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: `hook` only makes an async-signal-safe call (see above), as pre_exec
+    // requires.
     unsafe {
         cmd.pre_exec(hook);
     }

@@ -9,6 +9,9 @@
 pub mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+
+use http1::limit::ConnLimit;
 
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
@@ -44,6 +47,9 @@ pub struct Metrics {
     resolved: [AtomicU64; Resolved::ALL.len()],
     health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
     health: [AtomicU64; 2],
+    /// The client connection cap, whose open, refused and out-of-fds counts are shown
+    /// (set once at startup by [`Metrics::watch_connections`]).
+    connections: OnceLock<ConnLimit>,
 }
 
 impl Metrics {
@@ -60,12 +66,19 @@ impl Metrics {
             resolved: Default::default(),
             health_polls: Default::default(),
             health: Default::default(),
+            connections: OnceLock::new(),
         }
     }
 
     /// Core `i`'s gauges (core ids come from the runtime, below `cores`).
     pub fn core(&self, i: usize) -> &CoreGauges {
         &self.cores[i.min(self.cores.len() - 1)]
+    }
+
+    /// Shows `limit`'s counts (open connections, refusals) in `/metrics`; the first
+    /// call wins.
+    pub fn watch_connections(&self, limit: ConnLimit) {
+        let _ = self.connections.set(limit);
     }
 
     pub fn accepted(&self) {

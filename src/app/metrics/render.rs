@@ -208,6 +208,58 @@ impl Metrics {
                 load(&self.health_polls[i][r.index()])
             });
         }
+        self.render_connections(out);
+    }
+
+    /// Client connections: open, the cap, refusals, failed accepts.
+    fn render_connections(&self, out: &mut String) {
+        if let Some(limit) = self.connections.get() {
+            family(
+                out,
+                "gateway_connections_open",
+                "gauge",
+                "Client connections open (LISTEN and hand-off).",
+            );
+            sample(out, "gateway_connections_open", "", limit.open());
+            family(
+                out,
+                "gateway_connections_limit",
+                "gauge",
+                "MAX_CONNECTIONS.",
+            );
+            sample(out, "gateway_connections_limit", "", limit.max());
+            family(
+                out,
+                "gateway_connections_refused_total",
+                "counter",
+                "Client connections refused: at MAX_CONNECTIONS (limit), or handed over \
+                 when the process had no file descriptor for them (fds).",
+            );
+            sample(
+                out,
+                "gateway_connections_refused_total",
+                "reason=\"limit\"",
+                limit.refused(),
+            );
+            sample(
+                out,
+                "gateway_connections_refused_total",
+                "reason=\"fds\"",
+                limit.out_of_fds(),
+            );
+        }
+        family(
+            out,
+            "gateway_accept_errors_total",
+            "counter",
+            "Failed accepts (EMFILE and the like), every listener.",
+        );
+        sample(
+            out,
+            "gateway_accept_errors_total",
+            "",
+            net::listen::accept_failures(),
+        );
     }
 }
 
@@ -257,6 +309,10 @@ mod tests {
         m.core(0).queue_depth.store(3, Relaxed);
         m.core(1).state[0].store(2, Relaxed);
         m.core(0).error_ppm[0].store(250_000, Relaxed);
+        let limit = http1::limit::ConnLimit::new(1);
+        let _slot = limit.try_acquire();
+        assert!(limit.try_acquire().is_none());
+        m.watch_connections(limit);
         let mut out = String::new();
         m.render(&mut out);
         for line in [
@@ -272,6 +328,10 @@ mod tests {
             "gateway_uncertain_resolved_total{result=\"freed\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",
+            "gateway_connections_open 1",
+            "gateway_connections_limit 1",
+            "gateway_connections_refused_total{reason=\"limit\"} 1",
+            "gateway_connections_refused_total{reason=\"fds\"} 0",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }
