@@ -9,7 +9,7 @@ const MAX_HEADERS: usize = 32;
 
 /// How the body of a response is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub enum Framing {
     /// No body (HEAD, 204, 304).
     Empty,
     /// `Content-Length` bytes.
@@ -22,19 +22,16 @@ pub(super) enum Framing {
 
 /// What the client needs from a final response head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ResponseHead {
-    pub(super) status: u16,
+pub struct ResponseHead {
+    pub status: u16,
     /// HTTP/1.1 without `Connection: close`.
-    pub(super) keep_alive: bool,
-    pub(super) framing: Framing,
+    pub keep_alive: bool,
+    pub framing: Framing,
 }
 
 /// Parses a response head at the start of `buf`: `None` when more bytes are needed, else
 /// the head's length and what it says. `no_body` is set for responses to HEAD.
-pub(super) fn parse_head(
-    buf: &[u8],
-    no_body: bool,
-) -> Result<Option<(usize, ResponseHead)>, ClientError> {
+pub fn parse_head(buf: &[u8], no_body: bool) -> Result<Option<(usize, ResponseHead)>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(buf) {
@@ -43,6 +40,10 @@ pub(super) fn parse_head(
         Err(e) => return Err(ClientError::BadResponse(describe_parse_error(e))),
     };
     let status = response.code.unwrap_or(0);
+    // Three digits, but no class below 1xx exists (RFC 9110 section 15).
+    if status < 100 {
+        return Err(ClientError::BadResponse("status code below 100"));
+    }
     if status == 101 {
         return Err(ClientError::BadResponse(
             "unexpected 101 Switching Protocols",
@@ -215,6 +216,21 @@ mod tests {
             for cut in 0..input.len() {
                 assert!(parse_head(&input[..cut], *no_body).unwrap().is_none());
             }
+        }
+    }
+
+    /// Found by the `http_response_head` fuzz target: `000` has three digits, so httparse
+    /// reads it, but it is no status.
+    #[test]
+    fn status_below_100_is_refused() {
+        for head in [
+            &b"HTTP/1.1 000 X\r\n\r\n"[..],
+            b"HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert!(matches!(
+                parse_head(head, false),
+                Err(ClientError::BadResponse("status code below 100"))
+            ));
         }
     }
 }
