@@ -54,8 +54,8 @@ pub fn parse_body(body: &[u8]) -> Result<(u128, Cents), BodyError> {
     }
 }
 
-/// [`parse_body`] for any JSON.
-fn parse_general(body: &[u8]) -> Result<(u128, Cents), BodyError> {
+/// [`parse_body`] for any JSON: the reference that [`parse_canonical`] must agree with.
+pub fn parse_general(body: &[u8]) -> Result<(u128, Cents), BodyError> {
     let parsed: Body<'_> =
         serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
     let id = uuid::Uuid::try_parse(&parsed.correlation_id)
@@ -77,7 +77,7 @@ const UUID_LEN: usize = 36;
 /// escapes or other fields. `None` for anything else, valid or not, which the general
 /// parser then judges; so this never decides an error, and whatever it accepts the
 /// general parser accepts with the same value.
-fn parse_canonical(body: &[u8]) -> Option<(u128, Cents)> {
+pub fn parse_canonical(body: &[u8]) -> Option<(u128, Cents)> {
     let rest = body.strip_prefix(CANONICAL_HEAD)?;
     let (id, rest) = rest.split_at_checked(UUID_LEN)?;
     let amount = rest.strip_prefix(CANONICAL_MIDDLE)?.strip_suffix(b"}")?;

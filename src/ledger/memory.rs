@@ -314,7 +314,8 @@ pub fn write_partial(out: &mut Vec<u8>, s: &Summary) {
     out.push(b'}');
 }
 
-fn parse_partial(body: &[u8]) -> Result<Summary, String> {
+/// Reads a peer's internal summary body (as [`write_partial`] writes it).
+pub fn parse_partial(body: &[u8]) -> Result<Summary, String> {
     let p: Partial =
         serde_json::from_slice(body).map_err(|e| format!("bad partial summary: {e}"))?;
     Ok(Summary {

@@ -132,7 +132,9 @@ pub async fn get_payment(client: &Client, id: u128, timeout: Duration) -> Lookup
     }
 }
 
-fn parse_lookup(body: &[u8]) -> Lookup {
+/// Reads a processor's answer to `GET /payments/{id}`; anything unreadable is
+/// [`Lookup::Unknown`].
+pub fn parse_lookup(body: &[u8]) -> Lookup {
     let Ok(s) = serde_json::from_slice::<Stored<'_>>(body) else {
         return Lookup::Unknown;
     };

@@ -36,24 +36,30 @@ enum Chunk {
 
 /// Incremental decoder of a chunked body: accepts input split at any byte.
 #[derive(Debug)]
-pub(super) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: Chunk,
 }
 
+impl Default for ChunkedDecoder {
+    fn default() -> ChunkedDecoder {
+        ChunkedDecoder::new()
+    }
+}
+
 impl ChunkedDecoder {
-    pub(super) fn new() -> ChunkedDecoder {
+    pub fn new() -> ChunkedDecoder {
         ChunkedDecoder {
             state: Chunk::SizeStart,
         }
     }
 
-    pub(super) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == Chunk::Done
     }
 
     /// Decodes from `input`, appending data to `body`. Returns the bytes consumed: all of
     /// `input`, or fewer when the body ended (the rest belongs to what follows).
-    pub(super) fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<usize, &'static str> {
+    pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<usize, &'static str> {
         let mut i = 0;
         while i < input.len() && self.state != Chunk::Done {
             if let Chunk::Data(remaining) = self.state {

@@ -19,12 +19,14 @@
 //! - `pool`: the keep-alive pool of one target (idle connections, the resolved address).
 //! - `connection`: one connection and one exchange on it (write the request, read the
 //!   response).
-//! - `framing`: response-head parsing and how the body is delimited.
-//! - `chunked`: the incremental decoder of chunked bodies.
+//! - [`framing`]: response-head parsing and how the body is delimited.
+//! - [`chunked`]: the incremental decoder of chunked bodies.
+//!
+//! The two decoders are public so that fuzz targets (`fuzz/`) can drive them directly.
 
-mod chunked;
+pub mod chunked;
 mod connection;
-mod framing;
+pub mod framing;
 mod pool;
 
 use std::fmt;
