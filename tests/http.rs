@@ -167,6 +167,7 @@ fn full_queue_answers_503_and_loses_nothing() {
             ("MAX_IN_FLIGHT", "1".to_string()),
             ("QUEUE_CAPACITY", "1".to_string()),
             ("PROCESSOR_TIMEOUT_MS", "60000".to_string()),
+            ("UNCERTAIN_SETTLE_MS", "70000".to_string()),
         ],
     );
     let post = |n| post_json(&gw.addr, "/payments", &payment_body(&uuid(11, n), "1"));

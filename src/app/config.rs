@@ -49,6 +49,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_millis(60_000);
 /// believed: longer than any processor delay of the official scenarios (5 s), so the
 /// uncertain request cannot still be waiting inside the processor.
 pub const DEFAULT_UNCERTAIN_SETTLE: Duration = Duration::from_millis(10_000);
+/// Default `PROCESSOR_QUEUE_MS`: the processors hold 800 requests at once and queue 500
+/// more, and the default in-flight limits keep a whole cluster's requests within the 800,
+/// so they never queue there.
+pub const DEFAULT_PROCESSOR_QUEUE: Duration = Duration::ZERO;
 /// Default pause before trying a payment again after both processors refused it.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(50);
 
@@ -135,7 +139,12 @@ pub struct GatewayConfig {
     pub processor_timeout: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `UNCERTAIN_SETTLE_MS`: longer than `processor_timeout` plus `processor_queue`
+    /// (checked), so that a 404 after it proves a timed-out attempt will not land.
     pub uncertain_settle: Duration,
+    /// `PROCESSOR_QUEUE_MS`: the longest a request may wait in a processor's queue before
+    /// its delay starts.
+    pub processor_queue: Duration,
     pub retry_delay: Duration,
     /// `MAX_CONNECTIONS`: client connections open at once, `LISTEN` and hand-off
     /// together, over every core.
@@ -241,7 +250,7 @@ impl GatewayConfig {
             });
         }
         let purge_token = token("PURGE_TOKEN")?;
-        Ok(GatewayConfig {
+        let config = GatewayConfig {
             listen: v.addr("LISTEN", "0.0.0.0:8080")?,
             handoff,
             internal,
@@ -276,12 +285,33 @@ impl GatewayConfig {
             request_timeout: v.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             idle_timeout: v.millis("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT)?,
             uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
+            processor_queue: v.parse("PROCESSOR_QUEUE_MS", DEFAULT_PROCESSOR_QUEUE, |s| match s
+                .parse::<u64>()
+            {
+                Ok(n) if n <= MAX_MILLIS => Ok(Duration::from_millis(n)),
+                _ => Err(format!(
+                    "expected a number of milliseconds up to {MAX_MILLIS} (a day), got {s:?}"
+                )),
+            })?,
             retry_delay: v.millis("RETRY_DELAY_MS", DEFAULT_RETRY_DELAY)?,
             max_connections: v.count(
                 "MAX_CONNECTIONS",
                 max_connections_for(cgroup_memory_limit()),
             )?,
-        })
+        };
+        let unsafe_below = config.processor_timeout + config.processor_queue;
+        if config.uncertain_settle <= unsafe_below {
+            return Err(ConfigError {
+                var: "UNCERTAIN_SETTLE_MS",
+                reason: format!(
+                    "must exceed PROCESSOR_TIMEOUT_MS plus PROCESSOR_QUEUE_MS ({} ms): a \
+                     timed-out attempt can be stored that long after it was sent, so an \
+                     earlier 404 proves nothing (docs/payment-life.md)",
+                    unsafe_below.as_millis()
+                ),
+            });
+        }
+        Ok(config)
     }
 }
 
@@ -319,6 +349,41 @@ mod tests {
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert!(c.cores >= 1);
         assert_eq!(c.fees, [0.07, 0.10]);
+    }
+
+    #[test]
+    fn the_settle_time_must_outlast_a_timed_out_attempt() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.uncertain_settle > c.processor_timeout + c.processor_queue);
+        for pairs in [
+            &[("UNCERTAIN_SETTLE_MS", "6000")][..],
+            &[("PROCESSOR_TIMEOUT_MS", "10000")],
+            &[("PROCESSOR_QUEUE_MS", "4000")],
+            &[
+                ("UNCERTAIN_SETTLE_MS", "3000"),
+                ("PROCESSOR_TIMEOUT_MS", "2000"),
+                ("PROCESSOR_QUEUE_MS", "1000"),
+            ],
+        ] {
+            let e = cfg(pairs).unwrap_err();
+            assert_eq!(e.var, "UNCERTAIN_SETTLE_MS", "{pairs:?}");
+            assert!(
+                e.reason
+                    .contains("PROCESSOR_TIMEOUT_MS plus PROCESSOR_QUEUE_MS"),
+                "{e}"
+            );
+        }
+        let c = cfg(&[
+            ("UNCERTAIN_SETTLE_MS", "3001"),
+            ("PROCESSOR_TIMEOUT_MS", "2000"),
+            ("PROCESSOR_QUEUE_MS", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(c.processor_queue, Duration::from_millis(1000));
+        assert_eq!(
+            cfg(&[("PROCESSOR_QUEUE_MS", "x")]).unwrap_err().var,
+            "PROCESSOR_QUEUE_MS"
+        );
     }
 
     #[test]
