@@ -32,6 +32,12 @@ IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
 # above a gateway's MAX_CONNECTIONS for its processor connections, peers and listeners.
 NOFILE_MIN = 4096
 NOFILE_MARGIN = 1024
+# Docker's grace between SIGTERM and SIGKILL when stop_grace_period is unset, and our
+# binaries' SHUTDOWN_GRACE_MS when unset (ms).
+DOCKER_STOP_GRACE_MS = 10_000
+DEFAULT_SHUTDOWN_GRACE_MS = 8_000
+# Restart policies that bring a dead gateway or lb back.
+RESTARTING = ("always", "unless-stopped", "on-failure")
 # Binary units, as Docker reads memory limits.
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
                 "g": 1 << 30, "gb": 1 << 30}
@@ -44,6 +50,17 @@ def memory_bytes(value):
     if not m or m.group(2).lower() not in MEMORY_UNITS:
         raise ValueError(f"unreadable memory value {value!r}")
     return int(float(m.group(1)) * MEMORY_UNITS[m.group(2).lower()])
+
+
+DURATION_UNITS = {"us": 1e-3, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def duration_ms(value):
+    """A compose duration (`10s`, `1m30s`, `500ms`) in milliseconds."""
+    parts = re.findall(r"([\d.]+)(us|ms|s|m|h)", str(value))
+    if not parts or "".join(n + u for n, u in parts) != str(value).strip():
+        raise ValueError(f"unreadable duration {value!r}")
+    return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
 
 
 def limits_of(svc):
@@ -187,6 +204,19 @@ def check(config, compose_dir):
         elif min(nofile) < need:
             err("nofile", f"service {name}: ulimits.nofile {nofile} below {need} "
                           f"(MAX_CONNECTIONS plus {NOFILE_MARGIN}, at least {NOFILE_MIN})")
+    for name, svc in services.items():
+        if command_program(svc) not in ("gateway", "lb"):
+            continue
+        grace = int(env_of(svc).get("SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_MS))
+        docker = svc.get("stop_grace_period")
+        docker_ms = DOCKER_STOP_GRACE_MS if docker is None else duration_ms(docker)
+        if docker_ms <= grace:
+            err("stop-grace", f"service {name}: stop_grace_period ({docker or '10s, the default'}) "
+                              f"is not above SHUTDOWN_GRACE_MS ({grace} ms): Docker would kill it "
+                              "before it settles what it accepted")
+        if svc.get("restart") not in RESTARTING:
+            err("restart", f"service {name} is not restarted when it dies "
+                           f"(restart: {svc.get('restart')!r}; want unless-stopped)")
     return errors
 
 
@@ -238,6 +268,12 @@ def self_test(config, compose_dir):
         ("nofile", "MAX_CONNECTIONS at the gateway's nofile",
          lambda c: svc(c, gw).setdefault("environment", {})
          .__setitem__("MAX_CONNECTIONS", str(min(nofile_of(svc(c, gw)))))),
+        ("stop-grace", "a gateway's grace as long as Docker's",
+         lambda c: svc(c, gw).setdefault("environment", {}).__setitem__("SHUTDOWN_GRACE_MS", "10000")),
+        ("stop-grace", "a gateway's stop_grace_period below its grace",
+         lambda c: svc(c, gw).__setitem__("stop_grace_period", "5s")),
+        ("restart", "a gateway without a restart policy", lambda c: svc(c, gw).pop("restart", None)),
+        ("restart", "the lb restarted never", lambda c: svc(c, LB_SERVICE).__setitem__("restart", "no")),
         ("seccomp-profile", "a gateway asking for io_uring without a profile",
          lambda c: (svc(c, gw).pop("security_opt", None),
                     svc(c, gw).setdefault("environment", {}).__setitem__("IO_DRIVER", "uring"))),
