@@ -1,5 +1,7 @@
 //! The lb's configuration from environment variables (listed in the README):
-//! `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`.
+//! `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`, `SHUTDOWN_GRACE_MS`.
+
+use std::time::Duration;
 
 use net::addr::Addr;
 use net::env::{ConfigError, Vars};
@@ -10,6 +12,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9999";
 /// Default `CORES`: in hand-off mode the lb only accepts and passes fds, which one core
 /// does with room to spare, and the CPU budget is better left to the gateways.
 pub const DEFAULT_CORES: usize = 1;
+/// Default `SHUTDOWN_GRACE_MS`: a hand-off's verdict comes within microseconds; proxied
+/// connections get the gateways' own grace.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(8_000);
 
 /// `LB_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +45,9 @@ pub struct LbConfig {
     pub mode: LbMode,
     pub io_driver: IoDriver,
     pub cores: usize,
+    /// `SHUTDOWN_GRACE_MS`: after a stop signal, how long clients still waiting for a
+    /// gateway's verdict (hand-off) or still proxied may take before the lb exits.
+    pub shutdown_grace: Duration,
 }
 
 impl LbConfig {
@@ -71,6 +79,7 @@ impl LbConfig {
             mode,
             io_driver: v.io_driver()?,
             cores: v.count("CORES", DEFAULT_CORES)?,
+            shutdown_grace: v.millis("SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE)?,
         })
     }
 }

@@ -98,6 +98,18 @@ impl Links {
         }))
     }
 
+    /// Clients handed over that still wait for their verdict.
+    pub fn waiting(&self) -> usize {
+        self.0
+            .links
+            .borrow()
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|link| link.waiting.borrow().len())
+            .sum()
+    }
+
     /// Passes `client` to the next live upstream; the lb keeps it until that upstream
     /// answers (see the module doc). False when no upstream could be sent it (it is
     /// closed).

@@ -45,6 +45,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(5_000);
 /// Default keep-alive idle time; nginx's default is 75 s, the official test's virtual
 /// users send every ~1 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_millis(60_000);
+/// Default `SHUTDOWN_GRACE_MS`: time after a stop signal to settle what was accepted.
+/// Docker's own default grace is 10 s; compose's `stop_grace_period` is set a little
+/// above this, so the gateway's deadline comes first.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(8_000);
 /// Default time after an uncertain attempt before a 404 from `GET /payments/{id}` is
 /// believed: longer than any processor delay of the official scenarios (5 s), so the
 /// uncertain request cannot still be waiting inside the processor.
@@ -139,6 +143,9 @@ pub struct GatewayConfig {
     pub processor_timeout: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `SHUTDOWN_GRACE_MS`: after a stop signal, how long the cores may take to settle
+    /// every payment they accepted before the process exits anyway.
+    pub shutdown_grace: Duration,
     /// `UNCERTAIN_SETTLE_MS`: longer than `processor_timeout` plus `processor_queue`
     /// (checked), so that a 404 after it proves a timed-out attempt will not land.
     pub uncertain_settle: Duration,
@@ -284,6 +291,7 @@ impl GatewayConfig {
             processor_timeout: v.millis("PROCESSOR_TIMEOUT_MS", DEFAULT_PROCESSOR_TIMEOUT)?,
             request_timeout: v.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             idle_timeout: v.millis("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT)?,
+            shutdown_grace: v.millis("SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE)?,
             uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
             processor_queue: v.parse("PROCESSOR_QUEUE_MS", DEFAULT_PROCESSOR_QUEUE, |s| match s
                 .parse::<u64>()

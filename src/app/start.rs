@@ -3,12 +3,22 @@
 //! starts one runtime per core, and spawns each core's tasks (the backlog timer, the
 //! dispatcher, the health monitor on core 0, the listeners' accept loops: the public
 //! plane on `LISTEN` and the hand-off, the internal plane on `INTERNAL_LISTEN`).
+//!
+//! A stop signal (SIGTERM, SIGINT) starts a graceful stop. Every core closes its public
+//! and hand-off listeners (the lb, refused, hands new clients to the other gateway),
+//! answers what still arrives on open connections with `Connection: close`, and goes on
+//! until every payment it accepted is settled; then it takes no more payments (`503`)
+//! and ends. When every core has ended the process exits 0. If `SHUTDOWN_GRACE_MS`
+//! passes first, it logs how many payments were left unsettled and exits 1. The
+//! internal plane serves peers until the end.
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http1::limit::ConnLimit;
 use http1::server::{self, Timeouts};
+use monoio::io::Canceller;
 use net::listen::{self, StdListener};
 use net::runtime::{self, Driver};
 
@@ -93,6 +103,9 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
             .collect(),
     ));
     let instance = Arc::new(Instance::new(config));
+    let stopping = instance.clone();
+    net::stop::on_stop_signal(move |signal| stop_within_grace(&stopping, signal))
+        .map_err(|e| format!("cannot take stop signals: {e}"))?;
     match instance.config.ledger.clone() {
         LedgerConfig::Memory { peers } => {
             let store = Arc::new(MemoryStore::default());
@@ -107,7 +120,39 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
             });
         }
     }
+    net::log!("stopped: every payment accepted was settled");
     Ok(())
+}
+
+/// How often a stopping core looks whether everything it accepted is settled.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// Runs on the stop-signal thread: tells the cores to stop, then gives them
+/// `SHUTDOWN_GRACE_MS` to settle what they accepted (the process exits 0 as soon as
+/// they all have, from [`run`]); past it, exits 1.
+fn stop_within_grace(instance: &Instance, signal: &str) {
+    let grace = instance.config.shutdown_grace;
+    net::log!(
+        "{signal}: stopping; no new connections, settling what was accepted within {} ms",
+        grace.as_millis()
+    );
+    instance.stop.set();
+    std::thread::sleep(grace);
+    net::log!(
+        "stopping: SHUTDOWN_GRACE_MS ({} ms) passed with {} payment(s) unsettled; exiting",
+        grace.as_millis(),
+        instance.metrics.unsettled()
+    );
+    std::process::exit(1);
+}
+
+/// A stopping core's last step: waits until every payment it accepted is settled, and
+/// seals it (no payment is accepted after that).
+async fn drain<L: Ledger>(core: &Core<L>) {
+    while !core.seal_if_settled() {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    core.publish();
 }
 
 /// The header line peer requests carry: `PEER_TOKEN` (none without one, and then no
@@ -209,11 +254,27 @@ fn start_cores<L, F>(
                 let internal = Rc::new(Internal::new(core.clone(), token.clone()));
                 monoio::spawn(server::serve(l, internal, timeouts));
             }
-            let public = Rc::new(Public::new(core));
+            // Stops this core's public and hand-off accept loops once the instance stops.
+            let stop = Canceller::new();
+            let stop_handle = stop.handle();
+            let flag = core.instance.stop.clone();
+            monoio::spawn(async move {
+                flag.wait().await;
+                stop.cancel();
+            });
+            let public = Rc::new(Public::new(core.clone()));
             if let Some(l) = handoff_listener {
-                monoio::spawn(handoff::serve(l, public.clone(), timeouts, limit.clone()));
+                let serve = handoff::serve(
+                    l,
+                    public.clone(),
+                    timeouts,
+                    limit.clone(),
+                    stop_handle.clone(),
+                );
+                monoio::spawn(serve);
             }
-            server::serve_limited(listener, public, timeouts, &limit).await;
+            server::serve_until(listener, public, timeouts, &limit, stop_handle).await;
+            drain(&core).await;
         }
     });
 }

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use monoio::time::Instant;
+use net::stop::StopFlag;
 
 use crate::app::config::GatewayConfig;
 use crate::app::metrics::Metrics;
@@ -42,6 +43,9 @@ pub struct Instance {
     /// The latest health report of each processor.
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
+    /// Set when a stop signal came: the cores stop accepting and drain
+    /// ([`crate::app::start`]).
+    pub stop: StopFlag,
 }
 
 impl Instance {
@@ -52,6 +56,7 @@ impl Instance {
             accepted: Mutex::new(IdSet::new()),
             board: Arc::new(Board::default()),
             metrics,
+            stop: StopFlag::new(),
         }
     }
 
@@ -93,6 +98,11 @@ pub struct Core<L> {
     pub metrics: Arc<Metrics>,
     /// When the latency percentile was last published (it sorts the recent answers).
     p99_published: Cell<Option<Instant>>,
+    /// Payments accepted on this core and not settled yet.
+    unsettled: Cell<usize>,
+    /// Set once this core, stopping, has settled everything: it accepts no payment
+    /// after that.
+    sealed: Cell<bool>,
 }
 
 impl<L: Ledger> Core<L> {
@@ -112,6 +122,8 @@ impl<L: Ledger> Core<L> {
             board: instance.board.clone(),
             metrics: instance.metrics.clone(),
             p99_published: Cell::new(None),
+            unsettled: Cell::new(0),
+            sealed: Cell::new(false),
             config,
             instance,
         }
@@ -123,6 +135,36 @@ impl<L: Ledger> Core<L> {
             self.vitals[0].borrow_mut().view(now),
             self.vitals[1].borrow_mut().view(now),
         ]
+    }
+
+    /// Counts a payment accepted into this core's backlog.
+    pub fn took(&self) {
+        self.unsettled.set(self.unsettled.get() + 1);
+    }
+
+    /// Counts a payment of this core settled (recorded, or found charged by another).
+    pub fn settled(&self) {
+        self.unsettled.set(self.unsettled.get().saturating_sub(1));
+    }
+
+    /// Payments accepted on this core and not settled yet.
+    pub fn unsettled(&self) -> usize {
+        self.unsettled.get()
+    }
+
+    /// Seals the core if it has nothing left to settle: from then on it accepts no
+    /// payment. One step with the check, so no payment can slip in between. True when
+    /// sealed.
+    pub fn seal_if_settled(&self) -> bool {
+        if self.unsettled.get() == 0 {
+            self.sealed.set(true);
+        }
+        self.sealed.get()
+    }
+
+    /// Whether this core has stopped accepting payments.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.get()
     }
 
     /// Stores this core's gauges for `/metrics`.
@@ -137,6 +179,7 @@ impl<L: Ledger> Core<L> {
             self.p99_published.set(Some(now));
         }
         g.queue_depth.store(self.backlog.len() as u64, Relaxed);
+        g.unsettled.store(self.unsettled.get() as u64, Relaxed);
         for (i, s) in self.vitals.iter().enumerate() {
             let s = s.borrow();
             g.in_flight[i].store(s.in_flight() as u64, Relaxed);

@@ -160,8 +160,9 @@ async fn attempt_task<L: Ledger>(
     expected: Duration,
 ) {
     let again = attempt(&core, &mut p, to, ticket, timeout, expected).await;
-    if let Some(wait) = again {
-        core.backlog.retry_at(Instant::now() + wait, p);
+    match again {
+        Some(wait) => core.backlog.retry_at(Instant::now() + wait, p),
+        None => core.settled(),
     }
     core.backlog.kick();
 }

@@ -16,6 +16,7 @@ use std::rc::Rc;
 
 use http1::limit::ConnLimit;
 use http1::server::{self, Service, Timeouts};
+use monoio::io::CancelHandle;
 use net::addr::Addr;
 use net::fdpass;
 use net::listen::{Listener, StdListener};
@@ -33,15 +34,18 @@ pub fn bind(addr: &Addr, cores: usize) -> io::Result<Vec<StdListener>> {
     net::listen::bind(addr, cores).map(|(listeners, _)| listeners)
 }
 
-/// Accepts lb connections forever and serves the connections each one hands over,
-/// under `limit` (shared with `LISTEN`).
+/// Accepts lb connections until `stop` cancels it, and serves the connections each one
+/// hands over, under `limit` (shared with `LISTEN`). Once the service is closing, every
+/// connection an lb hands over is refused and its link closed, so the lb gives its
+/// clients to another gateway and, finding the socket closed, marks this one down.
 pub async fn serve<S: Service + 'static>(
     listener: Listener,
     service: Rc<S>,
     timeouts: Timeouts,
     limit: ConnLimit,
+    stop: CancelHandle,
 ) {
-    net::listen::accept_each(&listener, |lb| match lb {
+    net::listen::accept_each_until(&listener, stop, |lb| match lb {
         Stream::Unix(lb) => {
             monoio::spawn(serve_lb(lb, service.clone(), timeouts, limit.clone()));
         }
@@ -84,10 +88,20 @@ async fn serve_lb<S: Service + 'static>(
                     net::log!("hand-off: taking connections again after {truncated_run} truncated");
                     truncated_run = 0;
                 }
+                let closing = service.closing();
                 for fd in fds.drain(..) {
-                    verdicts.push(adopt(fd, &service, timeouts, &limit));
+                    verdicts.push(match closing {
+                        false => adopt(fd, &service, timeouts, &limit),
+                        true => fdpass::REFUSED,
+                    });
                 }
                 verdicts.extend(std::iter::repeat_n(fdpass::REFUSED, refused));
+                if closing {
+                    if let Err(e) = answer(&lb, &mut verdicts).await {
+                        net::log!("hand-off: answering the lb failed: {e}");
+                    }
+                    return;
+                }
                 if got.bytes == 0 {
                     return;
                 }

@@ -60,6 +60,12 @@ impl<L: Ledger> Public<L> {
             Ok(v) => v,
             Err(e) => return reply.error(e.status(), &e.reason()),
         };
+        if self.core.is_sealed() {
+            // Stopping, and everything accepted here is settled: a payment taken now
+            // could not be. The answer closes the connection, so the client's retry
+            // goes through the lb to another instance.
+            return reply.error(503, "this instance is stopping; retry");
+        }
         let instance = &self.core.instance;
         if !instance.accept(id) {
             // Already accepted by this instance: queued once, answered as accepted.
@@ -68,6 +74,7 @@ impl<L: Ledger> Public<L> {
         }
         match self.core.backlog.push(Payment::new(id, cents)) {
             Ok(()) => {
+                self.core.took();
                 self.core.metrics.accepted();
                 reply.preserialized(ACCEPTED)
             }
@@ -135,6 +142,12 @@ pub fn write_health<L>(out: &mut Vec<u8>, core: &Core<L>) {
 }
 
 impl<L: Ledger> Service for Public<L> {
+    /// Stopping: every answer closes its connection, so clients come back through the
+    /// lb, which no longer hands connections to this instance.
+    fn closing(&self) -> bool {
+        self.core.instance.stop.is_set()
+    }
+
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
         let Some((route, method)) = route(req.path) else {
             return reply.error(404, NO_SUCH_ENDPOINT);

@@ -92,6 +92,22 @@ impl Proc {
     pub fn kill(&mut self) {
         self.server.child.kill();
     }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&mut self) {
+        self.server.child.terminate();
+    }
+
+    /// How it exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.server.child.exited()
+    }
+
+    /// Waits until it has exited (at most [`PATIENCE`]), and returns how.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let what = format!("{} to exit", self.name);
+        wait_for(&what, || self.server.child.exited())
+    }
 }
 
 impl Drop for Proc {

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, Canceller};
 use monoio::time::Instant;
 
 use net::listen::Listener;
@@ -50,6 +50,12 @@ pub const WRITE_BUF_RESTING: usize = 512;
 pub trait Service {
     /// Answers `req` by appending one complete response to `reply`.
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>);
+
+    /// Whether every connection should close after its current answer (the service is
+    /// stopping): its answers then say `Connection: close`.
+    fn closing(&self) -> bool {
+        false
+    }
 }
 
 /// Connection timeouts.
@@ -75,7 +81,26 @@ pub async fn serve_limited<S: Service + 'static>(
     timeouts: Timeouts,
     limit: &ConnLimit,
 ) {
-    net::listen::accept_each(&listener, |stream| {
+    serve_until(
+        listener,
+        service,
+        timeouts,
+        limit,
+        Canceller::new().handle(),
+    )
+    .await
+}
+
+/// [`serve_limited`] until `stop`'s canceller stops accepting; the connections already
+/// open go on being served on their tasks.
+pub async fn serve_until<S: Service + 'static>(
+    listener: Listener,
+    service: Rc<S>,
+    timeouts: Timeouts,
+    limit: &ConnLimit,
+    stop: CancelHandle,
+) {
+    net::listen::accept_each_until(&listener, stop, |stream| {
         admit(stream, &service, timeouts, limit);
     })
     .await
@@ -148,7 +173,7 @@ where
             match request::parse(&buf[consumed..]) {
                 Ok(Status::Complete(req)) => {
                     consumed += req.len();
-                    closing = !req.keep_alive;
+                    closing = !req.keep_alive || service.closing();
                     let mut reply = Reply::new(&mut out, closing);
                     service.call(&req, &mut reply).await;
                     if closing {

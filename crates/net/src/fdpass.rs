@@ -1,6 +1,6 @@
 //! Passing file descriptors over Unix stream sockets (SCM_RIGHTS): one of the
-//! workspace's two modules allowed `unsafe` (the other is the runner's process control,
-//! `stack::procctl`).
+//! workspace's modules allowed `unsafe` (the others are process control: the stop
+//! signals, `net::stop`, and the runner's children, `stack::procctl`).
 //!
 //! The lb hands each accepted client connection to a gateway as one data byte that
 //! carries one fd in an SCM_RIGHTS control message ([`send_fd`]); the gateway takes the

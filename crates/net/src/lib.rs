@@ -16,9 +16,10 @@
 //! - [`stream`]: [`Stream`], a TCP or Unix connection, and the one [`connect`] to an
 //!   [`addr::Addr`] (resolve, try each address, `TCP_NODELAY`).
 //! - [`fdpass`]: passing connections between processes over a Unix socket
-//!   (SCM_RIGHTS), one of the workspace's two modules allowed `unsafe`.
+//!   (SCM_RIGHTS), one of the workspace's modules allowed `unsafe`.
 //! - [`log`](mod@log): one-line logs on stderr, prefixed with the process's name.
 //! - [`ready`]: the one line on stdout that says every listener is bound, and where.
+//! - [`stop`]: stop signals taken as events (process control, also allowed `unsafe`), and the flag that stops every core's accept loops.
 
 pub mod addr;
 pub mod env;
@@ -27,6 +28,7 @@ pub mod listen;
 pub mod log;
 pub mod ready;
 pub mod runtime;
+pub mod stop;
 pub mod stream;
 
 pub use stream::{connect, connect_within, Stream};

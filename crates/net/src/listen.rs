@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use monoio::io::{CancelHandle, Canceller};
+
 use crate::addr::Addr;
 use crate::stream::Stream;
 
@@ -106,6 +108,23 @@ impl Listener {
             Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
         }
     }
+
+    /// [`Listener::accept`] until `stop`'s canceller cancels it: then (or if it already
+    /// has) the error is [`is_stopped`].
+    pub async fn accept_until(&self, stop: CancelHandle) -> std::io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.cancelable_accept(stop).await.map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l) => l
+                .cancelable_accept(stop)
+                .await
+                .map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+}
+
+/// Whether an accept failed because its [`Canceller`] stopped it.
+pub fn is_stopped(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECANCELED)
 }
 
 /// Failed accepts in this process so far, every listener and core together (for
@@ -120,15 +139,26 @@ pub fn accept_failures() -> u64 {
 /// Accepts connections forever, handing each to `serve` (which spawns its task). TCP
 /// connections get `TCP_NODELAY`: answers are small and must leave at once. A failed
 /// accept is counted, logged once per burst and retried after a pause ([`AcceptBurst`]).
-pub async fn accept_each(listener: &Listener, mut serve: impl FnMut(Stream)) {
+pub async fn accept_each(listener: &Listener, serve: impl FnMut(Stream)) {
+    accept_each_until(listener, Canceller::new().handle(), serve).await
+}
+
+/// [`accept_each`] until `stop`'s [`Canceller`] cancels it, then returns (the caller
+/// drops the listener, which closes it: new connections are refused by the kernel).
+pub async fn accept_each_until(
+    listener: &Listener,
+    stop: CancelHandle,
+    mut serve: impl FnMut(Stream),
+) {
     let mut burst = AcceptBurst::default();
     loop {
-        match listener.accept().await {
+        match listener.accept_until(stop.clone()).await {
             Ok(s) => {
                 burst.accepted();
                 let _ = s.set_nodelay();
                 serve(s)
             }
+            Err(e) if is_stopped(&e) => return,
             Err(e) => burst.failed(e).await,
         }
     }

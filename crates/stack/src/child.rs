@@ -203,13 +203,16 @@ impl Child {
     }
 
     /// SIGTERM, then SIGKILL if it is still running after `grace`; reaped either way.
-    pub fn stop(&mut self, grace: Duration) {
+    /// False when it had to be killed.
+    pub fn stop(&mut self, grace: Duration) -> bool {
         self.terminate();
         let deadline = Instant::now() + grace;
         while self.exited().is_none() && Instant::now() < deadline {
             std::thread::sleep(EXIT_POLL);
         }
+        let in_time = self.exited().is_some();
         self.kill();
+        in_time
     }
 }
 

@@ -1,8 +1,9 @@
-//! Process and signal control for the runner: one of the workspace's two modules
-//! allowed `unsafe` (the other is fd passing, `net::fdpass`).
+//! Process control for the runner: one of the workspace's process-control modules
+//! allowed `unsafe` (with `net::stop`, whose stop signals it re-exports; the other
+//! module is fd passing, `net::fdpass`).
 //!
 //! The runner blocks its stop signals in every thread and takes them with `sigwait` on
-//! one thread of its own, so a signal becomes an ordinary event instead of a handler.
+//! one thread of its own ([`net::stop`]), so a signal becomes an ordinary event.
 //! Its children must not inherit that mask (they would ignore SIGTERM), and must die
 //! with the runner even when it is killed: [`tie_to_parent`] sets both up between fork
 //! and exec; [`limit_open_files`] caps a child's file descriptors the same way. Neither
@@ -19,51 +20,7 @@ use std::mem;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// The signals that stop the runner: Ctrl-C, `kill`, and a closed terminal.
-pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-/// A signal set holding `signals`.
-fn sigset(signals: &[libc::c_int]) -> io::Result<libc::sigset_t> {
-    // SAFETY: sigset_t is plain C data, and sigemptyset initialises it below.
-    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
-    // SAFETY: `set` is a valid, writable sigset_t.
-    if unsafe { libc::sigemptyset(&mut set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for &signal in signals {
-        // SAFETY: `set` is an initialised, writable sigset_t.
-        if unsafe { libc::sigaddset(&mut set, signal) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(set)
-}
-
-/// Blocks [`STOP_SIGNALS`] in the calling thread, and so in every thread it starts
-/// afterwards (threads inherit the mask): call it before starting any thread, then take
-/// the signals with [`wait_stop_signal`].
-pub fn block_stop_signals() -> io::Result<()> {
-    let set = sigset(&STOP_SIGNALS)?;
-    // SAFETY: `set` is initialised and outlives the call; the old mask is not asked for
-    // (null is allowed).
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    match rc {
-        0 => Ok(()),
-        e => Err(io::Error::from_raw_os_error(e)),
-    }
-}
-
-/// Waits until one of the blocked [`STOP_SIGNALS`] arrives, and returns it.
-pub fn wait_stop_signal() -> io::Result<libc::c_int> {
-    let set = sigset(&STOP_SIGNALS)?;
-    let mut signal: libc::c_int = 0;
-    // SAFETY: `set` and `signal` are valid for the call; sigwait writes only `signal`.
-    let rc = unsafe { libc::sigwait(&set, &mut signal) };
-    match rc {
-        0 => Ok(signal),
-        e => Err(io::Error::from_raw_os_error(e)),
-    }
-}
+pub use net::stop::{block_stop_signals, wait_stop_signal, STOP_SIGNALS};
 
 /// Sends `signal` to the process `pid`. The caller must own `pid` as a child it has not
 /// reaped yet, so that the number cannot belong to another process.

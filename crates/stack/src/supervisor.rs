@@ -12,11 +12,9 @@ use crate::procctl;
 /// Longest a child may take to be ready. A debug build on a loaded two-core machine
 /// starts in well under a second; this only bounds a hang.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time the children get to exit after SIGTERM before SIGKILL: ours exit at once, and
-/// redis-server without persistence in milliseconds.
-pub const STOP_GRACE: Duration = Duration::from_secs(3);
-/// Pause between looks at the children while they stop.
-const STOP_POLL: Duration = Duration::from_millis(20);
+/// Time each child gets to exit after SIGTERM before SIGKILL: a gateway settles what it
+/// accepted within its `SHUTDOWN_GRACE_MS` (8 s by default), the others exit at once.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,27 +153,19 @@ impl Supervisor {
         ))
     }
 
-    /// Stops every child still running: SIGTERM in reverse start order, SIGKILL to those
-    /// still running after [`STOP_GRACE`]; all are reaped.
+    /// Stops every child still running, one at a time in reverse start order, so that
+    /// what a child needs to stop gracefully is still running: the lb first, then the
+    /// gateways (settling what they accepted needs the processors and Redis), then the
+    /// rest. Each gets SIGTERM, and SIGKILL if it is still running after
+    /// [`STOP_GRACE`]; all are reaped.
     pub fn stop_all(&mut self) {
         for c in self.children.iter_mut().rev() {
-            c.terminate();
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if self.children.iter_mut().all(|c| c.exited().is_some()) {
-                return;
-            }
-            std::thread::sleep(STOP_POLL);
-        }
-        for c in &mut self.children {
-            if c.exited().is_none() {
+            if !c.stop(STOP_GRACE) {
                 eprintln!(
-                    "stack: {} ignored SIGTERM for {}s; killing it",
+                    "stack: {} did not exit within {}s of SIGTERM; killed it",
                     c.name(),
                     STOP_GRACE.as_secs()
                 );
-                c.kill();
             }
         }
     }
@@ -206,12 +196,12 @@ mod tests {
             .unwrap();
         assert_eq!(sup.wait_ready(server).unwrap().listen(), "unix:/r/s.sock");
         let mut probes = 0;
-        sup.wait_until(quitter, STOP_POLL, || {
+        sup.wait_until(quitter, TICK, || {
             probes += 1;
             probes == 3
         })
         .unwrap();
-        assert_eq!(sup.watch(STOP_POLL), Ok(()));
+        assert_eq!(sup.watch(TICK), Ok(()));
         // Not reaped yet: the pid is still the child's.
         procctl::send_signal(sup.child(quitter).pid(), libc::SIGKILL).unwrap();
         let stop = loop {

@@ -23,6 +23,9 @@ use crate::upstream::report::{PollCounter, PollError, Polled, Report};
 #[derive(Default)]
 pub struct CoreGauges {
     pub queue_depth: AtomicU64,
+    /// Payments accepted on this core and not settled yet (queued, in flight, or being
+    /// recorded).
+    pub unsettled: AtomicU64,
     pub in_flight: [AtomicU64; 2],
     pub limit: [AtomicU64; 2],
     /// The processor state as its [`crate::engine::vitals::State::index`].
@@ -32,6 +35,13 @@ pub struct CoreGauges {
     /// Shares of failed and timed-out requests among recent outcomes, in millionths.
     pub error_ppm: [AtomicU64; 2],
     pub timeout_ppm: [AtomicU64; 2],
+}
+
+impl Metrics {
+    /// Payments accepted and not settled yet, over every core (as last published).
+    pub fn unsettled(&self) -> u64 {
+        self.cores.iter().map(|c| c.unsettled.load(Relaxed)).sum()
+    }
 }
 
 /// The instance's metrics.

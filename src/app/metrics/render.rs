@@ -33,6 +33,13 @@ impl Metrics {
         );
         family(
             out,
+            "gateway_unsettled",
+            "gauge",
+            "Payments accepted and not settled yet: queued, in flight, or being recorded.",
+        );
+        sample(out, "gateway_unsettled", "", sum(&|c| load(&c.unsettled)));
+        family(
+            out,
             "gateway_in_flight",
             "gauge",
             "Processor requests in flight.",
