@@ -222,14 +222,25 @@ fn assert_nothing_left(stack: &Stack) {
 /// A payment through the lb: 202, then in the summary through the lb and in one of the
 /// simulators' admin summaries.
 fn assert_payment_flows(stack: &Stack, tag: u16) {
+    assert_payment_flows_among(stack, tag, 1);
+}
+
+/// [`assert_payment_flows`] for the `n`th payment of 12.34 of a run.
+fn assert_payment_flows_among(stack: &Stack, tag: u16, n: u64) {
     let lb = stack.tcp("lb");
     let r = post_json(&lb, "/payments", &payment_body(&uuid(tag, 1), "12.34"));
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let want_cents = 1234 * n as i64;
     wait_for("the payment in the summary", || {
-        let v = get(&lb, "/payments-summary").json();
+        // 503 while a peer is not answering yet (a gateway just restarted).
+        let r = get(&lb, "/payments-summary");
+        if r.status == 503 {
+            return None;
+        }
+        let v = r.json();
         let (dc, da) = totals(&v, "default");
         let (fc, fa) = totals(&v, "fallback");
-        (dc + fc == 1).then(|| assert_eq!(da + fa, 1234))
+        (dc + fc == n).then(|| assert_eq!(da + fa, want_cents))
     });
     let mut processed = (0, 0);
     for sim in ["processor-default", "processor-fallback"] {
@@ -239,7 +250,11 @@ fn assert_payment_flows(stack: &Stack, tag: u16) {
         processed.0 += v["totalRequests"].as_u64().unwrap();
         processed.1 += cents(&v["totalAmount"]);
     }
-    assert_eq!(processed, (1, 1234), "charged once, by one processor");
+    assert_eq!(
+        processed,
+        (n, want_cents),
+        "charged once each, by one processor"
+    );
 }
 
 #[test]
@@ -294,15 +309,43 @@ fn redis_ledger_proxy_stack_serves_and_stops_cleanly_on_sigint() {
 #[test]
 fn a_child_that_dies_stops_the_stack_naming_it() {
     let mut stack = Stack::start(&base_env());
-    signal(stack.entry("gateway-2").pid(), "KILL");
+    signal(stack.entry("processor-fallback").pid(), "KILL");
     let status = stack.wait();
     assert_eq!(status.code(), Some(1));
     let err = stack.stderr();
     assert!(
         err.lines()
-            .any(|l| l.starts_with("stack: gateway-2 exited unexpectedly")),
+            .any(|l| l.starts_with("stack: processor-fallback exited unexpectedly")),
         "names the child: {err}"
     );
+    assert_nothing_left(&stack);
+}
+
+#[test]
+fn a_gateway_that_dies_is_restarted_and_the_stack_serves_on() {
+    let mut stack = Stack::start(&base_env());
+    signal(stack.entry("gateway-2").pid(), "KILL");
+    let line = wait_for("the restart of gateway-2", || {
+        stack
+            .stderr()
+            .lines()
+            .find(|l| l.starts_with("stack: gateway-2 exited") && l.contains("restarted it"))
+            .map(str::to_string)
+    });
+    let pid: u32 = line
+        .rsplit_once("pid ")
+        .and_then(|(_, p)| p.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("a pid in {line:?}"));
+    assert!(alive(pid));
+    // Both gateways serve: payments through the lb reach them in turn.
+    for tag in 70..74 {
+        assert_payment_flows_among(&stack, tag, u64::from(tag - 69));
+    }
+    stack.signal("TERM");
+    assert!(stack.wait().success(), "{}", stack.stderr());
+    wait_for("the restarted gateway to be gone", || {
+        (!alive(pid)).then_some(())
+    });
     assert_nothing_left(&stack);
 }
 

@@ -82,6 +82,8 @@ pub struct Child {
     closed: bool,
     /// The output so far, with [`Output::Captured`].
     log: Arc<Mutex<String>>,
+    /// When it was started.
+    started: Instant,
 }
 
 impl Child {
@@ -113,11 +115,17 @@ impl Child {
             ready,
             closed: false,
             log,
+            started: Instant::now(),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How long ago it was started.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
     }
 
     pub fn pid(&self) -> u32 {

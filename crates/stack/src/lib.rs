@@ -45,10 +45,14 @@
 //!
 //! # Stopping
 //!
-//! SIGINT, SIGTERM or SIGHUP: every child gets SIGTERM (lb first, redis last), then
-//! SIGKILL after [`supervisor::STOP_GRACE`]; all are reaped, the directory is removed,
-//! and the runner exits 0. A child that exits on its own stops everything the same way and
-//! the runner exits 1, naming it. Children run in their own process group (a Ctrl-C
+//! SIGINT, SIGTERM or SIGHUP: the children get SIGTERM one at a time (lb first, then the
+//! gateways, which settle what they accepted, redis last), each SIGKILL after
+//! [`supervisor::STOP_GRACE`]; all are reaped, the directory is removed, and the runner
+//! exits 0. A gateway that dies is started again on the same sockets (logged, and
+//! `restarted <name> pid <pid>` on stdout), unless it crashed
+//! [`supervisor::FAST_CRASHES`] times in a row within [`supervisor::FAST_CRASH`] of its
+//! start. Any other child that exits on its own, or a gateway given up on, stops
+//! everything the same way and the runner exits 1, naming it. Children run in their own process group (a Ctrl-C
 //! reaches only the runner, which stops them in order) and are killed by the kernel if
 //! the runner dies ([`procctl::tie_to_parent`]).
 

@@ -1,7 +1,13 @@
 //! The children of one run, watched together: a wait for one child's readiness also
 //! notices a stop signal or any other child's exit, and stopping takes them all down in
 //! reverse start order.
+//!
+//! A child started with [`Supervisor::spawn_restarting`] (the gateways) is started again
+//! when it exits, and the restart is logged on stderr and announced on stdout
+//! (`restarted <name> pid <pid>`). After [`FAST_CRASHES`] exits in a row each within
+//! [`FAST_CRASH`] of its start, the run gives up. Any other child's exit ends the run.
 
+use std::io::Write;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -16,6 +22,21 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// accepted within its `SHUTDOWN_GRACE_MS` (8 s by default), the others exit at once.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// A child that exits this soon after its start crashed "fast".
+pub const FAST_CRASH: Duration = Duration::from_secs(10);
+/// Fast crashes in a row after which a restarting child is given up on.
+pub const FAST_CRASHES: u32 = 3;
+
+/// How a child is started again.
+struct Restart {
+    make: Box<dyn Fn() -> Command>,
+    output: Output,
+    /// Fast crashes in a row so far.
+    fast: u32,
+    /// Restarts so far.
+    count: u32,
+}
+
 /// Why a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
@@ -29,6 +50,8 @@ pub enum Stop {
 /// called.
 pub struct Supervisor {
     children: Vec<Child>,
+    /// By child: how to start it again, for those that are.
+    restarts: Vec<Option<Restart>>,
     signals: mpsc::Receiver<libc::c_int>,
     /// Kept so that the channel stays open when no signal thread holds a sender.
     sender: mpsc::Sender<libc::c_int>,
@@ -45,6 +68,7 @@ impl Supervisor {
         let (sender, signals) = mpsc::channel();
         Supervisor {
             children: Vec::new(),
+            restarts: Vec::new(),
             signals,
             sender,
         }
@@ -76,7 +100,25 @@ impl Supervisor {
     pub fn spawn(&mut self, name: &str, cmd: Command, output: Output) -> Result<usize, Stop> {
         let child = Child::spawn(name, cmd, output).map_err(Stop::Failed)?;
         self.children.push(child);
+        self.restarts.push(None);
         Ok(self.children.len() - 1)
+    }
+
+    /// Starts a child from `make()`, and again each time it exits (see the module doc).
+    pub fn spawn_restarting(
+        &mut self,
+        name: &str,
+        make: impl Fn() -> Command + 'static,
+        output: Output,
+    ) -> Result<usize, Stop> {
+        let i = self.spawn(name, make(), output)?;
+        self.restarts[i] = Some(Restart {
+            make: Box::new(make),
+            output,
+            fast: 0,
+            count: 0,
+        });
+        Ok(i)
     }
 
     pub fn child(&self, i: usize) -> &Child {
@@ -134,13 +176,37 @@ impl Supervisor {
         if let Ok(s) = self.signals.try_recv() {
             return Err(Stop::Signal(s));
         }
-        for c in &mut self.children {
-            if let Some(status) = c.exited() {
+        for (c, restart) in self.children.iter_mut().zip(&mut self.restarts) {
+            let Some(status) = c.exited() else {
+                continue;
+            };
+            let Some(r) = restart else {
                 return Err(Stop::Failed(format!(
                     "{} exited unexpectedly ({status})",
                     c.name()
                 )));
+            };
+            r.fast = if c.age() < FAST_CRASH { r.fast + 1 } else { 0 };
+            if r.fast >= FAST_CRASHES {
+                return Err(Stop::Failed(format!(
+                    "{} exited {} times in a row within {}s of starting (last: {status}); \
+                     gave up restarting it",
+                    c.name(),
+                    r.fast,
+                    FAST_CRASH.as_secs()
+                )));
             }
+            r.count += 1;
+            let name = c.name().to_string();
+            *c = Child::spawn(&name, (r.make)(), r.output).map_err(Stop::Failed)?;
+            eprintln!(
+                "stack: {name} exited ({status}); restarted it (restart {}, pid {})",
+                r.count,
+                c.pid()
+            );
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "restarted {name} pid {}", c.pid());
+            let _ = out.flush();
         }
         Ok(())
     }
@@ -215,5 +281,30 @@ mod tests {
         }
         sup.stop_all();
         assert!(sup.children.iter_mut().all(|c| c.exited().is_some()));
+    }
+
+    #[test]
+    fn a_restarting_child_is_restarted_until_it_crashes_fast_too_often() {
+        let mut sup = Supervisor::new();
+        let crasher = sup
+            .spawn_restarting("crasher", || shell("exit 3"), Output::Captured)
+            .unwrap();
+        let stop = loop {
+            if let Err(stop) = sup.watch(TICK) {
+                break stop;
+            }
+        };
+        match stop {
+            Stop::Failed(why) => assert!(
+                why.starts_with("crasher exited 3 times in a row within 10s of starting"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            sup.restarts[crasher].as_ref().unwrap().count,
+            FAST_CRASHES - 1
+        );
+        sup.stop_all();
     }
 }

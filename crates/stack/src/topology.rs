@@ -110,8 +110,9 @@ fn start(
                 None => GatewayLedger::Peers(vec![internal[1 - i].clone()]),
             },
         };
-        let cmd = spec.command(bins.gateway, &Env::Inherit);
-        gateways.push(sup.spawn(name, cmd, Output::Prefixed)?);
+        let bin = bins.gateway.to_path_buf();
+        let make = move || spec.command(&bin, &Env::Inherit);
+        gateways.push(sup.spawn_restarting(name, make, Output::Prefixed)?);
     }
     for (i, (&g, name)) in gateways.iter().zip(GATEWAYS).enumerate() {
         let ready = sup.wait_ready(g)?;
