@@ -10,7 +10,7 @@ COPY . .
 # strip --strip-debug: the release profile keeps line tables for profiling on a
 # workstation; the image drops them (gateway 7.9 MB -> 1.2 MB) and keeps the symbols.
 RUN cargo build --release --locked --workspace \
- && mkdir /out \
+ && mkdir /out /journal \
  && for bin in gateway lb processor-sim stack; do \
       if [ -f "target/release/$bin" ]; then strip --strip-debug -o "/out/$bin" "target/release/$bin"; fi; \
     done \
@@ -20,5 +20,8 @@ RUN cargo build --release --locked --workspace \
 # manager, uid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/
+# The journal's mount point (JOURNAL_DIR), owned by the user that writes it: a named
+# volume mounted there starts with this ownership.
+COPY --from=build --chown=65532:65532 /journal /journal
 USER nonroot
 CMD ["/usr/local/bin/gateway"]

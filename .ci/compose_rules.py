@@ -63,6 +63,20 @@ def duration_ms(value):
     return sum(float(n) * DURATION_UNITS[u] for n, u in parts)
 
 
+def volume_mounts(svc):
+    """(source, target) of every named volume the service mounts."""
+    out = []
+    for v in svc.get("volumes") or []:
+        if isinstance(v, dict):
+            if v.get("type", "volume") == "volume":
+                out.append((v.get("source"), v.get("target")))
+        else:
+            parts = str(v).split(":")
+            if len(parts) >= 2 and not parts[0].startswith(("/", ".")):
+                out.append((parts[0], parts[1]))
+    return out
+
+
 def limits_of(svc):
     return ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
 
@@ -214,6 +228,16 @@ def check(config, compose_dir):
             err("stop-grace", f"service {name}: stop_grace_period ({docker or '10s, the default'}) "
                               f"is not above SHUTDOWN_GRACE_MS ({grace} ms): Docker would kill it "
                               "before it settles what it accepted")
+        journal = env_of(svc).get("JOURNAL_DIR")
+        if journal:
+            sources = [s for s, t in volume_mounts(svc) if t == journal]
+            if not sources:
+                err("journal-volume", f"service {name}: JOURNAL_DIR {journal} is on no volume: the "
+                                      "journal would be lost with the container")
+            for other, osvc in services.items():
+                if other != name and any(s in sources for s, _ in volume_mounts(osvc)):
+                    err("journal-volume", f"services {name} and {other} share the journal volume "
+                                          f"{sources[0]}: each instance needs its own")
         if svc.get("restart") not in RESTARTING:
             err("restart", f"service {name} is not restarted when it dies "
                            f"(restart: {svc.get('restart')!r}; want unless-stopped)")
@@ -272,6 +296,11 @@ def self_test(config, compose_dir):
          lambda c: svc(c, gw).setdefault("environment", {}).__setitem__("SHUTDOWN_GRACE_MS", "10000")),
         ("stop-grace", "a gateway's stop_grace_period below its grace",
          lambda c: svc(c, gw).__setitem__("stop_grace_period", "5s")),
+        ("journal-volume", "a gateway's journal on no volume",
+         lambda c: svc(c, gw).__setitem__("volumes", ["sockets:/sockets"])),
+        ("journal-volume", "both gateways on one journal volume",
+         lambda c: [svc(c, n).__setitem__("volumes", ["sockets:/sockets", "journal-1:/journal"])
+                    for n in services if n != LB_SERVICE]),
         ("restart", "a gateway without a restart policy", lambda c: svc(c, gw).pop("restart", None)),
         ("restart", "the lb restarted never", lambda c: svc(c, LB_SERVICE).__setitem__("restart", "no")),
         ("seccomp-profile", "a gateway asking for io_uring without a profile",

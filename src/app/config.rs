@@ -143,6 +143,11 @@ pub struct GatewayConfig {
     pub processor_timeout: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// `JOURNAL_DIR`: where the memory ledger journals every payment's life
+    /// ([`crate::ledger::journal`]); `None`: no journal.
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// `JOURNAL_SYNC`: an `fdatasync` after every journal append.
+    pub journal_sync: bool,
     /// `SHUTDOWN_GRACE_MS`: after a stop signal, how long the cores may take to settle
     /// every payment they accepted before the process exits anyway.
     pub shutdown_grace: Duration,
@@ -292,6 +297,16 @@ impl GatewayConfig {
             request_timeout: v.millis("REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT)?,
             idle_timeout: v.millis("IDLE_TIMEOUT_MS", DEFAULT_IDLE_TIMEOUT)?,
             shutdown_grace: v.millis("SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE)?,
+            journal_dir: v.parse("JOURNAL_DIR", None, |s| match s {
+                "" => Ok(None),
+                s if s.starts_with('/') => Ok(Some(std::path::PathBuf::from(s))),
+                s => Err(format!("expected an absolute directory path, got {s:?}")),
+            })?,
+            journal_sync: v.parse("JOURNAL_SYNC", false, |s| match s {
+                "0" => Ok(false),
+                "1" => Ok(true),
+                s => Err(format!("expected 0 or 1, got {s:?}")),
+            })?,
             uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
             processor_queue: v.parse("PROCESSOR_QUEUE_MS", DEFAULT_PROCESSOR_QUEUE, |s| match s
                 .parse::<u64>()
@@ -307,6 +322,12 @@ impl GatewayConfig {
                 max_connections_for(cgroup_memory_limit()),
             )?,
         };
+        if config.journal_dir.is_some() && matches!(config.ledger, LedgerConfig::Redis(_)) {
+            return Err(ConfigError {
+                var: "JOURNAL_DIR",
+                reason: "the journal is the memory ledger's; unset it with REDIS_URL".to_string(),
+            });
+        }
         let unsafe_below = config.processor_timeout + config.processor_queue;
         if config.uncertain_settle <= unsafe_below {
             return Err(ConfigError {

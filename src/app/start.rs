@@ -24,10 +24,12 @@ use net::runtime::{self, Driver};
 
 use crate::app::config::{GatewayConfig, LedgerConfig};
 use crate::app::state::{Core, Instance};
+use crate::engine::payment::{Payment, Stage};
 use crate::intake::handoff;
 use crate::intake::internal::Internal;
 use crate::intake::routes::Public;
 use crate::intake::token::PEER_TOKEN_HEADER;
+use crate::ledger::journal::{self, CoreJournal, Journal, Opened, Unsettled};
 use crate::ledger::memory::{MemoryLedger, MemoryStore};
 use crate::ledger::redis::RedisLedger;
 use crate::ledger::Ledger;
@@ -87,6 +89,12 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
     if let Some(addr) = &config.handoff {
         pairs.push(("handoff", addr));
     }
+    // Replayed before the ready line: a restarted instance is ready once it knows what
+    // it had accepted.
+    let opened = match &config.journal_dir {
+        Some(dir) => Some(open_journal(dir, config.journal_sync)?),
+        None => None,
+    };
     net::ready::announce(&bound, &pairs);
     let listeners: Arc<Mutex<Vec<Option<CoreListeners>>>> = Arc::new(Mutex::new(
         listeners
@@ -109,19 +117,91 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
     match instance.config.ledger.clone() {
         LedgerConfig::Memory { peers } => {
             let store = Arc::new(MemoryStore::default());
+            let restored = opened.map(|o| restore(o, &instance, &store));
             let headers = peer_headers(&instance.config);
-            start_cores(driver, instance, listeners, move || {
+            start_cores(driver, instance, listeners, restored, move || {
                 MemoryLedger::new(store.clone(), &peers).with_peer_headers(headers.clone())
             });
         }
         LedgerConfig::Redis(target) => {
-            start_cores(driver, instance, listeners, move || {
+            start_cores(driver, instance, listeners, None, move || {
                 RedisLedger::new(target.clone())
             });
         }
     }
     net::log!("stopped: every payment accepted was settled");
     Ok(())
+}
+
+/// Opens and replays the journal in `dir`, logging what it found.
+fn open_journal(dir: &std::path::Path, sync: bool) -> Result<Opened, String> {
+    let opened = journal::open(dir, sync).map_err(|e| {
+        format!(
+            "JOURNAL_DIR: cannot open the journal in {}: {e}",
+            dir.display()
+        )
+    })?;
+    let s = &opened.state;
+    let pinned = s.unsettled.iter().filter(|u| u.pinned.is_some()).count();
+    net::log!(
+        "journal {}: {} payments accepted, {} recorded, {} unsettled back in the backlog \
+         ({pinned} of them may be stored already: looked up first){}",
+        opened.journal.path().display(),
+        s.accepted.len(),
+        s.records.len(),
+        s.unsettled.len(),
+        match opened.dropped_tail {
+            0 => String::new(),
+            n => format!("; dropped a torn or corrupt tail of {n} bytes"),
+        }
+    );
+    Ok(opened)
+}
+
+/// What the cores take from a replayed journal: the journal, and each core's share of
+/// the unsettled payments.
+struct Restored {
+    journal: Arc<Journal>,
+    backlogs: Mutex<Vec<Vec<Unsettled>>>,
+}
+
+/// Puts a replayed journal's state back: records into the ledger, acceptances into the
+/// accepted set, and the unsettled payments spread over the cores.
+fn restore(opened: Opened, instance: &Instance, store: &MemoryStore) -> Arc<Restored> {
+    let Opened { journal, state, .. } = opened;
+    for r in state.records {
+        store.record(r);
+    }
+    for id in state.accepted {
+        instance.accept(id);
+    }
+    let cores = instance.config.cores;
+    let mut backlogs: Vec<Vec<Unsettled>> = (0..cores).map(|_| Vec::new()).collect();
+    for (i, u) in state.unsettled.into_iter().enumerate() {
+        backlogs[i % cores].push(u);
+    }
+    Arc::new(Restored {
+        journal,
+        backlogs: Mutex::new(backlogs),
+    })
+}
+
+/// Queues a core's share of the unsettled payments: one that was sent somewhere is
+/// uncertain there (looked up first, sent again with the same `requestedAt`).
+fn requeue<L: Ledger>(core: &Core<L>, payments: Vec<Unsettled>) {
+    let now = monoio::time::Instant::now();
+    for u in payments {
+        let mut p = Payment::new(u.id, u.cents);
+        p.requested_at = u.requested_at;
+        if let Some(processor) = u.pinned {
+            p.stage = Stage::Uncertain {
+                processor,
+                since: now,
+            };
+        }
+        core.took();
+        core.backlog.retry_at(now, p);
+    }
 }
 
 /// How often a stopping core looks whether everything it accepted is settled.
@@ -214,6 +294,7 @@ fn start_cores<L, F>(
     driver: Driver,
     instance: Arc<Instance>,
     listeners: Arc<Mutex<Vec<Option<CoreListeners>>>>,
+    restored: Option<Arc<Restored>>,
     make_ledger: F,
 ) where
     L: Ledger + 'static,
@@ -231,6 +312,7 @@ fn start_cores<L, F>(
         let listeners = listeners.clone();
         let make_ledger = make_ledger.clone();
         let limit = limit.clone();
+        let restored = restored.clone();
         async move {
             let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
             let Some(taken) = taken else {
@@ -241,7 +323,16 @@ fn start_cores<L, F>(
             };
             let handoff_listener = adopt(core_id, "hand-off", taken.handoff);
             let internal_listener = adopt(core_id, "internal", taken.internal);
-            let core = Rc::new(Core::new(core_id, instance, make_ledger()));
+            let journal = restored
+                .as_ref()
+                .map(|r| CoreJournal::new(r.journal.clone()));
+            let core = Rc::new(Core::new(core_id, instance, make_ledger(), journal));
+            if let Some(r) = &restored {
+                let share = std::mem::take(
+                    &mut r.backlogs.lock().unwrap_or_else(|e| e.into_inner())[core_id],
+                );
+                requeue(&core, share);
+            }
             monoio::spawn({
                 let core = core.clone();
                 async move { core.backlog.run_timer().await }

@@ -31,6 +31,7 @@ use crate::app::metrics::Metrics;
 use crate::engine::queue::Backlog;
 use crate::engine::vitals::{View, Vitals};
 use crate::ledger::idset::IdSet;
+use crate::ledger::journal::{CoreJournal, Entry};
 use crate::ledger::Ledger;
 use crate::upstream::health::board::Board;
 use http1::client::Client;
@@ -96,6 +97,8 @@ pub struct Core<L> {
     /// Same as `instance.board` and `instance.metrics`, for brevity.
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
+    /// With `JOURNAL_DIR`: this core's handle on the journal.
+    pub journal: Option<CoreJournal>,
     /// When the latency percentile was last published (it sorts the recent answers).
     p99_published: Cell<Option<Instant>>,
     /// Payments accepted on this core and not settled yet.
@@ -106,7 +109,12 @@ pub struct Core<L> {
 }
 
 impl<L: Ledger> Core<L> {
-    pub fn new(id: usize, instance: Arc<Instance>, ledger: L) -> Core<L> {
+    pub fn new(
+        id: usize,
+        instance: Arc<Instance>,
+        ledger: L,
+        journal: Option<CoreJournal>,
+    ) -> Core<L> {
         let config = instance.config.clone();
         let limit = config.max_in_flight_per_core();
         let vitals = || RefCell::new(Vitals::new(limit, config.deadline, config.probe_interval));
@@ -121,6 +129,7 @@ impl<L: Ledger> Core<L> {
             ledger,
             board: instance.board.clone(),
             metrics: instance.metrics.clone(),
+            journal,
             p99_published: Cell::new(None),
             unsettled: Cell::new(0),
             sealed: Cell::new(false),
@@ -135,6 +144,23 @@ impl<L: Ledger> Core<L> {
             self.vitals[0].borrow_mut().view(now),
             self.vitals[1].borrow_mut().view(now),
         ]
+    }
+
+    /// Buffers a journal entry (with a journal), for the next commit.
+    pub fn journal_add(&self, entry: Entry) {
+        if let Some(j) = &self.journal {
+            j.add(entry);
+        }
+    }
+
+    /// Journals `entry` at once (with a journal); false if that failed.
+    pub fn journal_write(&self, entry: Entry) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.write(entry))
+    }
+
+    /// Appends the buffered journal entries (with a journal); false if that failed.
+    pub fn journal_commit(&self) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.commit())
     }
 
     /// Counts a payment accepted into this core's backlog.

@@ -29,6 +29,7 @@ use crate::engine::policy::{decide, Decision, Placing, Rules};
 use crate::engine::queue::Lane;
 use crate::engine::settle::{first_action, fix_requested_at, settle, Action, Answer, Facts};
 use crate::engine::vitals::{timeout_for, AttemptSignal, Ticket};
+use crate::ledger::journal::Entry;
 use crate::ledger::{Ledger, Record};
 use crate::processor::Processor;
 use crate::upstream::api::{get_payment, post_payment, PostOutcome};
@@ -208,6 +209,17 @@ async fn attempt<L: Ledger>(
                     now_micros()
                         .saturating_add(expected.as_micros().min(MAX_AHEAD_MICROS) as Micros)
                 });
+                // The intent is journaled before the request can reach the processor: a
+                // restart then knows where the payment may be stored, and with which
+                // requestedAt. Not journaled, it is not sent.
+                let intent = Entry::Intent {
+                    id: p.id,
+                    processor: target,
+                    requested_at: sent.requested_at,
+                };
+                if !core.journal_write(intent) {
+                    break Some(core.config.retry_delay);
+                }
                 let outcome = post_payment(client, p.id, p.cents, sent.requested_at, timeout).await;
                 let now = Instant::now();
                 if let Some(t) = ticket.take() {
@@ -223,7 +235,10 @@ async fn attempt<L: Ledger>(
                 record(core, p, processor, requested_at).await;
                 break None;
             }
-            Action::Nothing => break None,
+            Action::Nothing => {
+                core.journal_write(Entry::Done { id: p.id });
+                break None;
+            }
             Action::PlaceNow => break Some(Duration::ZERO),
             Action::PlaceLater => break Some(core.config.retry_delay),
         };
@@ -259,6 +274,9 @@ async fn record<L: Ledger>(
         requested_at,
         cents: p.cents,
     };
+    // A record the journal lost is found again by a lookup after a restart (its intent
+    // is there).
+    core.journal_write(Entry::Recorded(rec));
     loop {
         match core.ledger.record(rec).await {
             Ok(_) => {

@@ -2,8 +2,8 @@
 //! payments waiting to be tried again, drained by that core's processor-client tasks.
 //!
 //! Intake is [`Backlog::push`]: the one place an accepted payment enters the system,
-//! right after it was validated and before its 202 leaves. A durable journal (a batched
-//! append to a Redis Stream) slots in there without touching the workers.
+//! right after it was validated and before its 202 leaves; with `JOURNAL_DIR` its
+//! acceptance is journaled in the same step ([`crate::ledger::journal`]).
 //!
 //! Everything here is per core (`Rc`, `RefCell`): no locks, no atomics. The core's
 //! dispatcher ([`crate::engine::dispatch`]) takes payments from the heads of the two lanes

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use crate::app::state::Core;
 use crate::intake::routes::{method_not_allowed, write_health, NO_SUCH_ENDPOINT, PURGED};
 use crate::intake::token::{Refusals, Token, PEER_TOKEN_HEADER};
+use crate::ledger::journal::Entry;
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
 use crate::ledger::{Ledger, Window};
 use crate::upstream::health::encoding::{parse_push, INTERNAL_HEALTH_PATH, MAX_REPORT_AHEAD_US};
@@ -87,7 +88,11 @@ impl<L: Ledger> Internal<L> {
     }
 
     async fn purge(&self, reply: &mut Reply<'_>) {
-        match self.core.ledger.local_purge().await {
+        let purged = self.core.ledger.local_purge().await;
+        if purged.is_ok() {
+            self.core.journal_write(Entry::Purged);
+        }
+        match purged {
             Ok(()) => reply.json(200, PURGED),
             Err(e) => {
                 net::log!("local purge failed: {e}");

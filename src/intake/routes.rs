@@ -10,6 +10,7 @@ use crate::app::state::Core;
 use crate::engine::payment::Payment;
 use crate::intake::body::parse_body;
 use crate::intake::token::{Refusals, PURGE_TOKEN_HEADER};
+use crate::ledger::journal::Entry;
 use crate::ledger::{Ledger, Summary, Window};
 use domain::money::write_cents;
 use domain::time::{parse_iso, Round};
@@ -74,6 +75,8 @@ impl<L: Ledger> Public<L> {
         }
         match self.core.backlog.push(Payment::new(id, cents)) {
             Ok(()) => {
+                // Appended with this batch's answers, before they leave (commit).
+                self.core.journal_add(Entry::Accepted { id, cents });
                 self.core.took();
                 self.core.metrics.accepted();
                 reply.preserialized(ACCEPTED)
@@ -116,7 +119,10 @@ impl<L: Ledger> Public<L> {
         // Acceptances are kept: a correlationId seen before stays a duplicate, on every
         // ledger, whichever instance the purge reached.
         match self.core.ledger.purge().await {
-            Ok(()) => reply.json(200, PURGED),
+            Ok(()) => {
+                self.core.journal_write(Entry::Purged);
+                reply.json(200, PURGED)
+            }
             Err(e) => {
                 net::log!("purge failed: {e}");
                 reply.error(503, &format!("purge incomplete: {e}"));
@@ -146,6 +152,10 @@ impl<L: Ledger> Service for Public<L> {
     /// lb, which no longer hands connections to this instance.
     fn closing(&self) -> bool {
         self.core.instance.stop.is_set()
+    }
+
+    fn commit(&self) -> bool {
+        self.core.journal_commit()
     }
 
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {

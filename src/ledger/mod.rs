@@ -5,6 +5,9 @@
 //!   summary adds the peers' partial sums fetched over the internal endpoint;
 //! - [`redis::RedisLedger`]: one shared ledger in Redis for every instance.
 //!
+//! [`journal`] makes the memory ledger durable: every payment's life appended to a file
+//! and replayed at start.
+//!
 //! [`idset`] is the compact, seeded set of correlationIds (a leaf module) that the memory
 //! ledger keeps its recorded ids in, and the instance its accepted ones.
 //!
@@ -13,6 +16,7 @@
 //! twice.
 
 pub mod idset;
+pub mod journal;
 pub mod memory;
 pub mod redis;
 

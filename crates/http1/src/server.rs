@@ -51,6 +51,13 @@ pub trait Service {
     /// Answers `req` by appending one complete response to `reply`.
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>);
 
+    /// Makes durable what the answers of one batch promise, just before they are
+    /// written (one call per batch of requests read together: group commit). False:
+    /// that failed, and the answers are not sent (the connection is closed).
+    fn commit(&self) -> bool {
+        true
+    }
+
     /// Whether every connection should close after its current answer (the service is
     /// stopping): its answers then say `Connection: close`.
     fn closing(&self) -> bool {
@@ -193,6 +200,9 @@ where
             state = ConnState::Idle;
         }
         if !out.is_empty() {
+            if !service.commit() {
+                return;
+            }
             let deadline = Instant::now() + timeouts.request;
             let (res, back) = match monoio::time::timeout_at(deadline, io.write_all(out)).await {
                 Ok(r) => r,

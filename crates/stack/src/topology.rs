@@ -111,7 +111,18 @@ fn start(
             },
         };
         let bin = bins.gateway.to_path_buf();
-        let make = move || spec.command(&bin, &Env::Inherit);
+        // The memory ledger journals to the run directory, so a gateway restarted after a
+        // crash picks up where it was; `JOURNAL_DIR=` (empty) turns that off.
+        let journal_off = std::env::var_os("JOURNAL_DIR").is_some_and(|v| v.is_empty());
+        let journal = (redis_url.is_none() && !journal_off)
+            .then(|| dir.path().join(format!("{name}.journal")));
+        let make = move || {
+            let mut cmd = spec.command(&bin, &Env::Inherit);
+            if let Some(j) = &journal {
+                cmd.env("JOURNAL_DIR", j);
+            }
+            cmd
+        };
         gateways.push(sup.spawn_restarting(name, make, Output::Prefixed)?);
     }
     for (i, (&g, name)) in gateways.iter().zip(GATEWAYS).enumerate() {
