@@ -8,7 +8,9 @@ the integration tests that speak the same wire), with format placeholders filled
 import hashlib
 import os
 import re
+import struct
 import sys
+import zlib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
@@ -26,9 +28,12 @@ TARGETS = {
     "chunked": (["crates/http1/src/client/chunked.rs", "crates/http1/src/client/mod.rs"],
                 [b"\x00", b"\x03\x40\x80\xc0"]),
     "resp_frame": (["crates/redis-wire/src/frame.rs", "crates/redis-wire/src/conn.rs"], [b""]),
-    "peer_wire": (["src/ledger/memory.rs", "src/upstream/health/encoding.rs"], [b""]),
+    "peer_wire": (["src/ledger/memory.rs", "src/upstream/health/encoding.rs",
+                   "src/ledger/claims.rs"], [b""]),
     "processor_wire": (["src/upstream/api.rs", "src/upstream/health/poll.rs",
                         "crates/processor-sim/src/lib.rs"], [b""]),
+    # Binary: its seeds are built by journal_seeds(), not read from literals.
+    "journal": ([], [b""]),
 }
 
 # Byte strings, strings, and their raw forms.
@@ -83,12 +88,47 @@ def literals(path: str):
             yield value
 
 
+def journal_entry(kind: int, payload: bytes) -> bytes:
+    """One journal entry as src/ledger/journal.rs documents it: len u16 | kind u8 |
+    payload | crc32 (IEEE, of kind and payload), little-endian."""
+    body = bytes([kind]) + payload
+    return struct.pack("<H", len(payload)) + body + struct.pack("<I", zlib.crc32(body))
+
+
+def journal_seeds():
+    """A few journals: one payment's whole life, one in flight, a purge, a torn tail."""
+    def accepted(i, cents):
+        return journal_entry(1, i.to_bytes(16, "little") + struct.pack("<q", cents))
+
+    def intent(i, processor, at):
+        return journal_entry(2, i.to_bytes(16, "little") + bytes([processor]) + struct.pack("<q", at))
+
+    def recorded(i, processor, at, cents):
+        return journal_entry(3, i.to_bytes(16, "little") + bytes([processor])
+                             + struct.pack("<qq", at, cents))
+
+    def done(i):
+        return journal_entry(4, i.to_bytes(16, "little"))
+
+    purged = journal_entry(5, b"")
+    life = accepted(1, 1990) + intent(1, 0, 10) + recorded(1, 0, 10, 1990)
+    flight = accepted(2, 500) + intent(2, 0, 20) + intent(2, 1, 21)
+    return [
+        life,
+        life + flight,
+        life + flight + accepted(3, 7) + done(3) + purged + recorded(2, 1, 21, 500),
+        life + flight + intent(2, 0, 22)[:-3],
+    ]
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
     for target, (files, prefixes) in TARGETS.items():
         seeds = {v for f in files if os.path.exists(os.path.join(ROOT, f)) for v in literals(f)}
+        if target == "journal":
+            seeds |= set(journal_seeds())
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
         for seed in seeds:

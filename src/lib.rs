@@ -25,7 +25,8 @@
 //!   ([`app::state::Instance`]), pushes on the core's [`engine::queue::Backlog`] and
 //!   answers a constant 202.
 //! - [`intake::internal`]: the internal plane ([`intake::internal::Internal`]), on
-//!   `INTERNAL_LISTEN` only: the peer routes (behind `PEER_TOKEN`) and `/metrics`.
+//!   `INTERNAL_LISTEN` only: the peer routes (summary, purge, health push, claims;
+//!   behind `PEER_TOKEN`) and `/metrics`.
 //! - [`intake::token`]: the tokens' headers, constant-time comparison and rate-limited
 //!   refusal log (leaf module).
 //! - [`intake::body`]: reads the `POST /payments` body (correlationId, amount in cents).
@@ -36,7 +37,8 @@
 //! - [`engine::payment`]: a payment and its stage (queued, or uncertain on a processor).
 //! - [`engine::queue`]: the per-core backlog, its lanes and retry timer.
 //! - [`engine::dispatch`]: the dispatcher that places each payment by
-//!   [`engine::policy::decide`] and one task per attempt.
+//!   [`engine::policy::decide`] and one task per attempt, which claims the payment
+//!   before its first attempt and journals each step.
 //! - [`engine::policy`]: the routing decision, a pure function of both processors'
 //!   views, the payment's age and the configuration.
 //! - [`engine::settle`]: the exactly-once rules (fixed `requestedAt` per processor, 422
@@ -57,7 +59,9 @@
 //! [`ledger`]: settled payments keyed by correlationId; [`ledger::memory`] (per
 //! instance, peers merged over `/internal/summary`) or [`ledger::redis`] (shared);
 //! [`ledger::idset`], the seeded set of correlationIds behind the memory ledger and the
-//! accepted set (leaf module).
+//! accepted set (leaf module); [`ledger::claims`], which instance may charge a
+//! correlationId (the owner's table, `/internal/claims`, or a Redis hash);
+//! [`ledger::journal`], the memory ledger's append-only journal, replayed at start.
 //!
 //! [`app`]: everything wired together.
 //! - [`app::config`]: environment variables, errors naming the variable.

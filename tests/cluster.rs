@@ -219,19 +219,19 @@ fn duplicates_counted_once(ledger: LedgerKind) {
             i + 1
         );
     }
-    // One copy is charged; the other instance's copy reaches a processor that already
-    // holds the payment and answers 422, and that instance records nothing: with
-    // neither copy ever tried before, the 422 settles it at once.
-    wait_for("both copies answered by the processors", || {
+    // Both instances claim the id before their first attempt; the first claim stands,
+    // the other instance settles its copy without sending it.
+    wait_for("one copy charged, the other claimed by the first", || {
         let charged = c.metric("gateway_attempts_total", &["outcome=\"charged\""]);
-        let there = c.metric("gateway_attempts_total", &["outcome=\"already_there\""]);
-        (charged >= 1.0 && there >= 1.0).then_some(())
+        let theirs = c.metric("gateway_claims_total", &["verdict=\"theirs\""]);
+        (charged >= 1.0 && theirs >= 1.0).then_some(())
     });
     assert_eq!(
         c.metric("gateway_attempts_total", &[]),
-        2.0,
+        1.0,
         "no other attempt"
     );
+    assert_eq!(c.metric("gateway_claims_total", &["verdict=\"mine\""]), 1.0);
     wait_for("the charged copy recorded", || {
         (c.total_count(0) >= 1).then_some(())
     });
@@ -249,6 +249,69 @@ fn duplicate_correlation_id_counted_once_memory() {
 #[test]
 fn duplicate_correlation_id_counted_once_redis() {
     duplicates_counted_once(LedgerKind::Redis);
+}
+
+/// A client sends payments to one gateway, which charges them on the default; the
+/// default then fails past the patience, and the client sends the same payments again
+/// through the other gateway, which would pay the fallback for them. Its claims are
+/// refused, so it sends none of them: each is charged once.
+fn same_ids_through_both_gateways(ledger: LedgerKind) {
+    // A one-second horizon makes the patience about 105 ms.
+    let c = cluster(ledger, "auto", &[("ROUTE_HORIZON_S", "1".to_string())]);
+    const N: u32 = 20;
+    let ids: Vec<String> = (0..N).map(|n| uuid(3, n)).collect();
+    for id in &ids {
+        let r = post_json(&c.gw[0].addr, "/payments", &payment_body(id, "19.90"));
+        assert_eq!(r.status, 202);
+    }
+    wait_for("the first copies charged on the default", || {
+        (sim_totals(&c.default, "").0 == u64::from(N)).then_some(())
+    });
+    set_failure(&c.default, true);
+    // The second gateway pays the fallback once the default has failed for longer
+    // than the patience: shown by a payment of its own charged there.
+    let probe = uuid(3, 1000);
+    let r = post_json(&c.gw[1].addr, "/payments", &payment_body(&probe, "1.00"));
+    assert_eq!(r.status, 202);
+    wait_for("the second gateway paying the fallback", || {
+        (sim_totals(&c.fallback, "").0 == 1).then_some(())
+    });
+    for id in &ids {
+        let r = post_json(&c.gw[1].addr, "/payments", &payment_body(id, "19.90"));
+        assert_eq!(r.status, 202);
+    }
+    wait_for("every second copy claimed by the first gateway", || {
+        (metric(&c.gw[1], "gateway_claims_total", &["verdict=\"theirs\""]) == f64::from(N))
+            .then_some(())
+    });
+    wait_for("the second gateway settled everything", || {
+        (metric(&c.gw[1], "gateway_unsettled", &[]) == 0.0).then_some(())
+    });
+    assert_eq!(
+        sim_totals(&c.default, ""),
+        (u64::from(N), i64::from(N) * 1990)
+    );
+    assert_eq!(sim_totals(&c.fallback, ""), (1, 100));
+    assert_eq!(
+        metric(
+            &c.gw[1],
+            "gateway_attempts_total",
+            &["processor=\"fallback\"", "outcome=\"charged\""]
+        ),
+        1.0
+    );
+    set_failure(&c.default, false);
+    c.assert_matches_processors("");
+}
+
+#[test]
+fn same_ids_through_both_gateways_charged_once_memory() {
+    same_ids_through_both_gateways(LedgerKind::Memory);
+}
+
+#[test]
+fn same_ids_through_both_gateways_charged_once_redis() {
+    same_ids_through_both_gateways(LedgerKind::Redis);
 }
 
 fn bad_inputs_change_nothing(ledger: LedgerKind, driver: &str) {
@@ -463,10 +526,9 @@ fn late_outcome_recorded_once(ledger: LedgerKind) {
     c.assert_matches_processors("");
 }
 
-/// Both instances accepted the same payment while both processors were failing; when
-/// the default recovers, one charges it and the other gets 422 after its own earlier
-/// attempts there. The loser looks the payment up, sees another requestedAt, and
-/// records nothing: counted once.
+/// Both instances accepted the same payment while both processors were failing. Both
+/// claim it; only the winner tries the processors, and when the default recovers it
+/// charges the payment once. The other instance never sends it.
 fn racing_instances_counted_once(ledger: LedgerKind) {
     let c = cluster(ledger, "auto", &[]);
     set_failure(&c.default, true);
@@ -478,35 +540,34 @@ fn racing_instances_counted_once(ledger: LedgerKind) {
             202
         );
     }
-    for gw in &c.gw {
-        wait_for(&format!("{} to try the failing default", gw.name), || {
-            let failed = metric(
-                gw,
-                "gateway_attempts_total",
-                &["processor=\"default\"", "outcome=\"not_charged\""],
-            );
-            (failed >= 1.0).then_some(())
-        });
-    }
+    wait_for("both claims decided", || {
+        let mine = c.metric("gateway_claims_total", &["verdict=\"mine\""]);
+        let theirs = c.metric("gateway_claims_total", &["verdict=\"theirs\""]);
+        (mine == 1.0 && theirs == 1.0).then_some(())
+    });
+    let winner = (0..2)
+        .find(|&i| metric(&c.gw[i], "gateway_claims_total", &["verdict=\"mine\""]) == 1.0)
+        .unwrap();
+    wait_for("the winner to try the failing default", || {
+        let failed = metric(
+            &c.gw[winner],
+            "gateway_attempts_total",
+            &["processor=\"default\"", "outcome=\"not_charged\""],
+        );
+        (failed >= 1.0).then_some(())
+    });
     set_failure(&c.default, false);
     wait_for("one charge", || {
         (sim_totals(&c.default, "") == (1, 420)).then_some(())
     });
-    // The loser's 422 follows its own attempts there: it looks the payment up, finds
-    // another requestedAt, and settles it as charged by someone else.
-    wait_for(
-        "the other instance to settle it as charged elsewhere",
-        || {
-            let elsewhere = c.metric(
-                "gateway_uncertain_resolved_total",
-                &["result=\"elsewhere\""],
-            );
-            (elsewhere >= 1.0).then_some(())
-        },
-    );
     wait_for("one record", || (c.total_count(0) >= 1).then_some(()));
     assert_eq!(c.total_count(0), 1);
     assert_eq!(c.total_count(1), 1);
+    assert_eq!(
+        metric(&c.gw[1 - winner], "gateway_attempts_total", &[]),
+        0.0,
+        "the other instance sent nothing"
+    );
     set_failure(&c.fallback, false);
     assert_eq!(sim_totals(&c.fallback, ""), (0, 0));
     c.assert_matches_processors("");

@@ -1,7 +1,9 @@
 //! Durability: a gateway killed with SIGKILL, with a backlog and attempts in flight,
 //! restarted on its journal (`JOURNAL_DIR`), loses nothing it answered 202 for, charges
 //! nothing twice, and its summary equals the processors' to the cent, even when the
-//! crash tore the journal's last write. Real binaries and the simulator.
+//! crash tore the journal's last write; and a redis-server killed mid-load and restarted
+//! on its append-only file loses no record of the Redis ledger. Real binaries, a real
+//! redis-server and the simulator.
 
 mod common;
 
@@ -84,4 +86,77 @@ fn a_killed_gateway_restarted_on_its_journal_loses_and_doubles_nothing() {
         (metric(&gw, "gateway_duplicates_total", &[]) == 1.0).then_some(())
     });
     assert_eq!(charged([&default, &fallback]).0, u64::from(N));
+}
+
+/// The count in gateway `gw`'s summary over both processors, if it answers.
+fn summary_count(gw: &Proc) -> Option<u64> {
+    let r = get(&gw.addr, "/payments-summary");
+    (r.status == 200).then(|| {
+        let s = r.json();
+        totals(&s, "default").0 + totals(&s, "fallback").0
+    })
+}
+
+#[test]
+fn a_killed_redis_server_restarted_on_its_aof_loses_and_doubles_nothing() {
+    let dir = temp_dir("aof");
+    let default = sim("sim-default", "0.05", &[]);
+    let fallback = sim("sim-fallback", "0.15", &[]);
+    set_delay(&default, 60);
+    set_delay(&fallback, 60);
+    let mut redis = Redis::start_keeping(
+        dir.path(),
+        stack::redis::Listen::Unix,
+        stack::redis::Persistence::AofEverySec,
+        stack::child::Output::Captured,
+    )
+    .unwrap();
+    let vars = [
+        ("IO_DRIVER", "epoll".to_string()),
+        ("CORES", "1".to_string()),
+        ("MAX_IN_FLIGHT", "2".to_string()),
+    ];
+    let gws: Vec<Proc> = ["gw1", "gw2"]
+        .iter()
+        .map(|name| {
+            let spec = GatewaySpec {
+                ledger: GatewayLedger::Redis(redis.url()),
+                ..gateway_spec(
+                    name,
+                    &dir.sock(&format!("{name}.sock")),
+                    [default.url(), fallback.url()],
+                )
+            };
+            gateway(&spec, &vars)
+        })
+        .collect();
+    const N: u32 = 60;
+    for n in 0..N {
+        let gw = &gws[n as usize % 2];
+        let r = post_json(&gw.addr, "/payments", &payment_body(&uuid(81, n), "19.90"));
+        assert_eq!(r.status, 202);
+    }
+    wait_for("some payments recorded, others still to go", || {
+        summary_count(&gws[0]).filter(|&n| n >= 5).map(|n| {
+            assert!(n < u64::from(N), "the load ended before the crash");
+        })
+    });
+    redis.restart().unwrap();
+    set_delay(&default, 0);
+    set_delay(&fallback, 0);
+    wait_for("every payment settled", || {
+        gws.iter()
+            .all(|g| metric(g, "gateway_unsettled", &[]) == 0.0)
+            .then_some(())
+    });
+    assert_eq!(
+        charged([&default, &fallback]),
+        (u64::from(N), i64::from(N) * 1990),
+        "each payment charged once"
+    );
+    for gw in &gws {
+        let summary = get(&gw.addr, "/payments-summary").json();
+        assert_eq!(totals(&summary, "default"), sim_totals(&default, ""));
+        assert_eq!(totals(&summary, "fallback"), sim_totals(&fallback, ""));
+    }
 }

@@ -312,9 +312,16 @@ fn planes_and_tokens_are_checked_at_startup() {
         (
             &[
                 ("PEERS", "unix:/tmp/peer.internal"),
-                ("INTERNAL_LISTEN", "127.0.0.1:0"),
+                ("INTERNAL_LISTEN", "127.0.0.1:9"),
             ],
             "PEER_TOKEN",
+        ),
+        (
+            &[
+                ("PEERS", "unix:/tmp/peer.internal"),
+                ("INTERNAL_LISTEN", "127.0.0.1:0"),
+            ],
+            "INTERNAL_LISTEN",
         ),
         (&[("INTERNAL_LISTEN", "127.0.0.1:0")], "PEER_TOKEN"),
         (

@@ -251,6 +251,26 @@ impl GatewayConfig {
                     .to_string(),
             });
         }
+        if let (LedgerConfig::Memory { peers }, Some(me)) = (&ledger, &internal) {
+            if !peers.is_empty() {
+                // The claims ring is every instance's internal address: the peers must
+                // know this one as it is spelled here, and it must not be among them.
+                if matches!(me, Addr::Tcp { port: 0, .. }) {
+                    return Err(ConfigError {
+                        var: "INTERNAL_LISTEN",
+                        reason: "with PEERS it must be a fixed address (port 0 cannot be \
+                                 named in the peers' PEERS)"
+                            .to_string(),
+                    });
+                }
+                if peers.iter().any(|p| p.to_string() == me.to_string()) {
+                    return Err(ConfigError {
+                        var: "PEERS",
+                        reason: format!("{me} is this instance's own INTERNAL_LISTEN"),
+                    });
+                }
+            }
+        }
         let token = |var: &'static str| v.parse(var, None, |s| Token::parse(s).map(Some));
         let peer_token = token("PEER_TOKEN")?;
         if peer_token.is_none() && internal.is_some() {
@@ -527,6 +547,19 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var, "PEER_TOKEN");
+        let err = cfg(&[
+            ("PEERS", "unix:/tmp/a.internal"),
+            ("INTERNAL_LISTEN", "127.0.0.1:0"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "INTERNAL_LISTEN");
+        assert!(err.to_string().contains("port 0"), "{err}");
+        let err = cfg(&[
+            ("PEERS", "unix:/tmp/a.internal,unix:/tmp/b.internal"),
+            ("INTERNAL_LISTEN", "unix:/tmp/b.internal"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "PEERS");
         let err = cfg(&[("INTERNAL_LISTEN", "127.0.0.1:0")]).unwrap_err();
         assert_eq!(err.var, "PEER_TOKEN");
         let err = cfg(&[

@@ -119,13 +119,20 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
             let store = Arc::new(MemoryStore::default());
             let restored = opened.map(|o| restore(o, &instance, &store));
             let headers = peer_headers(&instance.config);
+            let claims = instance.ring.clone().map(|r| (r, instance.claims.clone()));
             start_cores(driver, instance, listeners, restored, move || {
-                MemoryLedger::new(store.clone(), &peers).with_peer_headers(headers.clone())
+                let ledger =
+                    MemoryLedger::new(store.clone(), &peers).with_peer_headers(headers.clone());
+                match &claims {
+                    Some((ring, table)) => ledger.with_claims(ring.clone(), table.clone()),
+                    None => ledger,
+                }
             });
         }
         LedgerConfig::Redis(target) => {
+            let claimant = instance.config.instance_id.clone();
             start_cores(driver, instance, listeners, None, move || {
-                RedisLedger::new(target.clone())
+                RedisLedger::new(target.clone(), &claimant)
             });
         }
     }
@@ -145,11 +152,12 @@ fn open_journal(dir: &std::path::Path, sync: bool) -> Result<Opened, String> {
     let pinned = s.unsettled.iter().filter(|u| u.pinned.is_some()).count();
     net::log!(
         "journal {}: {} payments accepted, {} recorded, {} unsettled back in the backlog \
-         ({pinned} of them may be stored already: looked up first){}",
+         ({pinned} of them may be stored already: looked up first), {} claims kept{}",
         opened.journal.path().display(),
         s.accepted.len(),
         s.records.len(),
         s.unsettled.len(),
+        s.claims.len(),
         match opened.dropped_tail {
             0 => String::new(),
             n => format!("; dropped a torn or corrupt tail of {n} bytes"),
@@ -174,6 +182,9 @@ fn restore(opened: Opened, instance: &Instance, store: &MemoryStore) -> Arc<Rest
     }
     for id in state.accepted {
         instance.accept(id);
+    }
+    for (id, claimant) in state.claims {
+        instance.claims.claim(id, claimant);
     }
     let cores = instance.config.cores;
     let mut backlogs: Vec<Vec<Unsettled>> = (0..cores).map(|_| Vec::new()).collect();

@@ -26,10 +26,11 @@ use std::time::Duration;
 use monoio::time::Instant;
 use net::stop::StopFlag;
 
-use crate::app::config::GatewayConfig;
+use crate::app::config::{GatewayConfig, LedgerConfig};
 use crate::app::metrics::Metrics;
 use crate::engine::queue::Backlog;
 use crate::engine::vitals::{View, Vitals};
+use crate::ledger::claims::{ClaimTable, Ring};
 use crate::ledger::idset::IdSet;
 use crate::ledger::journal::{CoreJournal, Entry};
 use crate::ledger::Ledger;
@@ -41,6 +42,11 @@ pub struct Instance {
     pub config: GatewayConfig,
     /// correlationIds this instance accepted (queued once each).
     accepted: Mutex<IdSet>,
+    /// Memory ledger with peers: every instance's internal address, which owns the
+    /// claims on each id ([`crate::ledger::claims`]).
+    pub ring: Option<Arc<Ring>>,
+    /// The claims on the ids this instance owns.
+    pub claims: Arc<ClaimTable>,
     /// The latest health report of each processor.
     pub board: Arc<Board>,
     pub metrics: Arc<Metrics>,
@@ -52,9 +58,17 @@ pub struct Instance {
 impl Instance {
     pub fn new(config: GatewayConfig) -> Instance {
         let metrics = Arc::new(Metrics::new(config.cores));
+        let ring = match (&config.ledger, &config.internal) {
+            (LedgerConfig::Memory { peers }, Some(me)) if !peers.is_empty() => {
+                Some(Arc::new(Ring::new(me, peers)))
+            }
+            _ => None,
+        };
         Instance {
             config,
             accepted: Mutex::new(IdSet::new()),
+            ring,
+            claims: Arc::default(),
             board: Arc::new(Board::default()),
             metrics,
             stop: StopFlag::new(),

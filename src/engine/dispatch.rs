@@ -19,6 +19,7 @@
 //! not delay the 202s.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use monoio::time::Instant;
@@ -29,8 +30,9 @@ use crate::engine::policy::{decide, Decision, Placing, Rules};
 use crate::engine::queue::Lane;
 use crate::engine::settle::{first_action, fix_requested_at, settle, Action, Answer, Facts};
 use crate::engine::vitals::{timeout_for, AttemptSignal, Ticket};
+use crate::ledger::claims::ClaimVerdict;
 use crate::ledger::journal::Entry;
-use crate::ledger::{Ledger, Record};
+use crate::ledger::{Claim, Ledger, Record};
 use crate::processor::Processor;
 use crate::upstream::api::{get_payment, post_payment, PostOutcome};
 use domain::time::{now_micros, Micros};
@@ -38,6 +40,9 @@ use domain::time::{now_micros, Micros};
 /// Pause between attempts to write a settled payment to an unreachable ledger (Redis
 /// restarting): the record must land, and this keeps a dead Redis from being hammered.
 const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The wall-clock second of the last failed claim logged: at most one line a second.
+static CLAIM_FAILURE_LOGGED: AtomicU64 = AtomicU64::new(0);
 
 /// Placements in a row before the dispatcher lets the connection loop run: a backlog
 /// of thousands drained at once would otherwise hold the core for milliseconds.
@@ -205,6 +210,16 @@ async fn attempt<L: Ledger>(
                 (Answer::Looked { lookup, asked }, Instant::now())
             }
             Action::Send => {
+                if !p.claimed {
+                    match claim(core, p.id).await {
+                        Some(true) => p.claimed = true,
+                        Some(false) => {
+                            core.journal_write(Entry::Done { id: p.id });
+                            break None;
+                        }
+                        None => break Some(core.config.retry_delay),
+                    }
+                }
                 let sent = fix_requested_at(&mut p.requested_at, target, || {
                     now_micros()
                         .saturating_add(expected.as_micros().min(MAX_AHEAD_MICROS) as Micros)
@@ -259,6 +274,36 @@ async fn attempt<L: Ledger>(
         vitals.borrow_mut().cancel(t);
     }
     again
+}
+
+/// Claims payment `id` for this instance before its first attempt: `Some(true)` when
+/// this instance may charge it (a claim it keeps itself is journaled first), `Some(false)`
+/// when another instance charges it, `None` when the claim could not be made (the
+/// payment waits and claims again).
+async fn claim<L: Ledger>(core: &Core<L>, id: u128) -> Option<bool> {
+    let verdict = match core.ledger.claim(id).await {
+        Ok(Claim::Mine { kept_here }) => {
+            let claimant = core.instance.ring.as_ref().map_or(0, |r| r.me() as u8);
+            if kept_here && !core.journal_write(Entry::Claimed { id, claimant }) {
+                return None;
+            }
+            ClaimVerdict::Mine
+        }
+        Ok(Claim::Theirs) => ClaimVerdict::Theirs,
+        Err(e) => {
+            let second = (now_micros() / 1_000_000) as u64;
+            if CLAIM_FAILURE_LOGGED.swap(second, Relaxed) != second {
+                net::log!("claiming a payment failed, it waits and claims again: {e}");
+            }
+            ClaimVerdict::Failed
+        }
+    };
+    core.metrics.claim(verdict);
+    match verdict {
+        ClaimVerdict::Mine => Some(true),
+        ClaimVerdict::Theirs => Some(false),
+        ClaimVerdict::Failed => None,
+    }
 }
 
 /// Writes a settled payment to the ledger, retrying until it lands.

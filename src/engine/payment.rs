@@ -38,6 +38,9 @@ pub struct Payment {
     /// stored is always known.
     pub requested_at: [Option<Micros>; 2],
     pub stage: Stage,
+    /// Whether this instance's claim on it was granted ([`crate::ledger::claims`]):
+    /// until then it is not sent anywhere.
+    pub claimed: bool,
     /// When this instance accepted it: its age decides how long it may still wait.
     pub accepted: monoio::time::Instant,
 }
@@ -50,6 +53,7 @@ impl Payment {
             cents,
             requested_at: [None, None],
             stage: Stage::Queued,
+            claimed: false,
             accepted: monoio::time::Instant::now(),
         }
     }

@@ -2,8 +2,8 @@
 //! `INTERNAL_LISTEN` only (never on `LISTEN` or the hand-off). A new route is one
 //! [`Route`] variant, one arm in [`route`] and one handler here.
 //!
-//! The three peer routes (`/internal/summary`, `/internal/purge`, `/internal/health`)
-//! need `PEER_TOKEN` in [`PEER_TOKEN_HEADER`], compared in constant time; a missing or
+//! The four peer routes (`/internal/summary`, `/internal/purge`, `/internal/health`,
+//! `/internal/claims`) need `PEER_TOKEN` in [`PEER_TOKEN_HEADER`], compared in constant time; a missing or
 //! wrong token is answered 401 and logged (at most one line a second, with a count).
 //! `GET /metrics` (the operator's scraper) and `GET /health` (the peers' election
 //! reads the instance id there) need no token: the internal socket is private.
@@ -13,6 +13,7 @@ use std::rc::Rc;
 use crate::app::state::Core;
 use crate::intake::routes::{method_not_allowed, write_health, NO_SUCH_ENDPOINT, PURGED};
 use crate::intake::token::{Refusals, Token, PEER_TOKEN_HEADER};
+use crate::ledger::claims::{parse_claims, write_verdicts, INTERNAL_CLAIMS_PATH, RING_HEADER};
 use crate::ledger::journal::Entry;
 use crate::ledger::memory::{write_partial, INTERNAL_PURGE_PATH, INTERNAL_SUMMARY_PATH};
 use crate::ledger::{Ledger, Window};
@@ -31,6 +32,8 @@ pub enum Route {
     Purge,
     /// `POST /internal/health`: a health report from the peer that polls.
     Health,
+    /// `POST /internal/claims`: a peer claims payments whose ids this instance owns.
+    Claims,
     /// `GET /metrics`: Prometheus text format.
     Metrics,
     /// `GET /health`: the instance id, read by the peers' election.
@@ -40,7 +43,10 @@ pub enum Route {
 impl Route {
     /// Whether the route is a peer's and needs `PEER_TOKEN`.
     pub fn needs_peer_token(self) -> bool {
-        matches!(self, Route::Summary | Route::Purge | Route::Health)
+        matches!(
+            self,
+            Route::Summary | Route::Purge | Route::Health | Route::Claims
+        )
     }
 }
 
@@ -50,6 +56,7 @@ pub fn route(path: &[u8]) -> Option<(Route, Method)> {
         p if p == INTERNAL_SUMMARY_PATH.as_bytes() => (Route::Summary, Method::Get),
         p if p == INTERNAL_PURGE_PATH.as_bytes() => (Route::Purge, Method::Post),
         p if p == INTERNAL_HEALTH_PATH.as_bytes() => (Route::Health, Method::Post),
+        p if p == INTERNAL_CLAIMS_PATH.as_bytes() => (Route::Claims, Method::Post),
         b"/metrics" => (Route::Metrics, Method::Get),
         b"/health" => (Route::Status, Method::Get),
         _ => return None,
@@ -114,6 +121,43 @@ impl<L: Ledger> Internal<L> {
         }
     }
 
+    /// Grants or refuses a peer's claims on ids this instance owns. The grants are
+    /// journaled with the answer ([`Service::commit`]) before it is sent.
+    fn claims(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
+        let Some(ring) = &self.core.instance.ring else {
+            return reply.error(409, "this instance has no peers, so it owns no claims");
+        };
+        if req.header(RING_HEADER) != Some(ring.fingerprint().as_bytes()) {
+            return reply.error(
+                409,
+                "the claimant's ring differs from this instance's: PEERS and \
+                 INTERNAL_LISTEN must name the same instances, spelled alike",
+            );
+        }
+        let (claimant, ids) = match parse_claims(req.body) {
+            Ok(c) => c,
+            Err(reason) => return reply.error(400, &reason),
+        };
+        if usize::from(claimant) >= ring.len() || usize::from(claimant) == ring.me() {
+            return reply.error(400, "claims: the claimant is not a peer of this ring");
+        }
+        if let Some(id) = ids.iter().find(|&&id| ring.owner(id) != ring.me()) {
+            return reply.error(400, &format!("claims: {id:032x} is not this instance's"));
+        }
+        let mut verdicts = Vec::with_capacity(ids.len());
+        write_verdicts(
+            &mut verdicts,
+            ids.iter().map(|&id| {
+                let granted = self.core.instance.claims.claim(id, claimant);
+                if granted {
+                    self.core.journal_add(Entry::Claimed { id, claimant });
+                }
+                granted
+            }),
+        );
+        reply.with_headers(200, "", "text/plain", &verdicts);
+    }
+
     fn metrics(&self, reply: &mut Reply<'_>) {
         self.core.publish();
         let mut out = String::with_capacity(4096);
@@ -123,6 +167,10 @@ impl<L: Ledger> Internal<L> {
 }
 
 impl<L: Ledger> Service for Internal<L> {
+    fn commit(&self) -> bool {
+        self.core.journal_commit()
+    }
+
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
         let Some((route, method)) = route(req.path) else {
             return reply.error(404, NO_SUCH_ENDPOINT);
@@ -141,6 +189,7 @@ impl<L: Ledger> Service for Internal<L> {
             Route::Summary => self.summary(req, reply).await,
             Route::Purge => self.purge(reply).await,
             Route::Health => self.health(req, reply),
+            Route::Claims => self.claims(req, reply),
             Route::Metrics => self.metrics(reply),
             Route::Status => {
                 let mut body = Vec::with_capacity(64);
@@ -201,6 +250,10 @@ mod tests {
             route(b"/internal/health"),
             Some((Route::Health, Method::Post))
         );
+        assert_eq!(
+            route(b"/internal/claims"),
+            Some((Route::Claims, Method::Post))
+        );
         assert_eq!(route(b"/metrics"), Some((Route::Metrics, Method::Get)));
         assert_eq!(route(b"/health"), Some((Route::Status, Method::Get)));
         // The public routes are unknown here.
@@ -211,12 +264,16 @@ mod tests {
             Route::Summary,
             Route::Purge,
             Route::Health,
+            Route::Claims,
             Route::Metrics,
             Route::Status,
         ]
         .into_iter()
         .filter(|r| r.needs_peer_token())
         .collect();
-        assert_eq!(guarded, [Route::Summary, Route::Purge, Route::Health]);
+        assert_eq!(
+            guarded,
+            [Route::Summary, Route::Purge, Route::Health, Route::Claims]
+        );
     }
 }

@@ -9,7 +9,10 @@
 //! - **intent** (processor, `requestedAt`), before an attempt is sent;
 //! - **recorded** (the ledger record), when a payment is settled by a charge;
 //! - **done**, when a payment is settled without one (charged by someone else);
-//! - **purged**, when `POST /purge-payments` cleared the ledger.
+//! - **purged**, when `POST /purge-payments` cleared the ledger;
+//! - **claimed** (correlationId, claimant's ring position), when this instance granted
+//!   a claim on an id it owns ([`super::claims`]), before the grant is answered or
+//!   acted on.
 //!
 //! Each record is `len u16 | kind u8 | payload | crc32 u32` (little-endian; the CRC covers
 //! kind and payload). Every core buffers its own records and appends them with one
@@ -50,6 +53,7 @@ const INTENT: u8 = 2;
 const RECORDED: u8 = 3;
 const DONE: u8 = 4;
 const PURGED: u8 = 5;
+const CLAIMED: u8 = 6;
 /// Bytes around a payload: its length, its kind, its CRC.
 const FRAMING: usize = 2 + 1 + 4;
 
@@ -102,6 +106,10 @@ pub enum Entry {
         id: u128,
     },
     Purged,
+    Claimed {
+        id: u128,
+        claimant: u8,
+    },
 }
 
 fn processor_byte(p: Processor) -> u8 {
@@ -146,6 +154,11 @@ impl Entry {
                 (DONE, 16)
             }
             Entry::Purged => (PURGED, 0),
+            Entry::Claimed { id, claimant } => {
+                payload[..16].copy_from_slice(&id.to_le_bytes());
+                payload[16] = claimant;
+                (CLAIMED, 17)
+            }
         };
         let payload = &payload[..len];
         out.extend_from_slice(&(len as u16).to_le_bytes());
@@ -186,6 +199,10 @@ impl Entry {
             }),
             (DONE, 16) => Entry::Done { id: u128_at(0) },
             (PURGED, 0) => Entry::Purged,
+            (CLAIMED, 17) => Entry::Claimed {
+                id: u128_at(0),
+                claimant: p[16],
+            },
             _ => return None,
         };
         Some((entry, total))
@@ -212,6 +229,9 @@ pub struct State {
     pub unsettled: Vec<Unsettled>,
     /// Every correlationId accepted, settled or not, purged or not.
     pub accepted: Vec<u128>,
+    /// The claims granted on ids this instance owns, (id, claimant), in the order
+    /// granted; the first claim of an id stands.
+    pub claims: Vec<(u128, u8)>,
 }
 
 /// Replays `bytes`: the state of its valid prefix, and the prefix's length.
@@ -221,27 +241,36 @@ pub fn replay(bytes: &[u8]) -> (State, usize) {
     let mut records: Vec<Record> = Vec::new();
     let mut recorded: HashMap<u128, usize> = HashMap::new();
     let mut accepted: Vec<u128> = Vec::new();
+    let mut claims: Vec<(u128, u8)> = Vec::new();
+    let mut claimed: std::collections::HashSet<u128> = Default::default();
     let mut seen: std::collections::HashSet<u128> = Default::default();
+    // True the first time an id is seen.
     let mut note = |id: u128, accepted: &mut Vec<u128>| {
-        if seen.insert(id) {
+        let first = seen.insert(id);
+        if first {
             accepted.push(id);
         }
+        first
     };
     let mut at = 0;
     while let Some((entry, len)) = Entry::decode(&bytes[at..]) {
         at += len;
         match entry {
+            // An id is accepted once: a second acceptance (the gateway refuses
+            // duplicates, so only a damaged journal has one) changes nothing.
             Entry::Accepted { id, cents } => {
-                note(id, &mut accepted);
-                open.entry(id).or_insert_with(|| {
+                if note(id, &mut accepted) {
                     order.push(id);
-                    Unsettled {
+                    open.insert(
                         id,
-                        cents,
-                        requested_at: [None, None],
-                        pinned: None,
-                    }
-                });
+                        Unsettled {
+                            id,
+                            cents,
+                            requested_at: [None, None],
+                            pinned: None,
+                        },
+                    );
+                }
             }
             Entry::Intent {
                 id,
@@ -270,6 +299,11 @@ pub fn replay(bytes: &[u8]) -> (State, usize) {
                 records.clear();
                 recorded.clear();
             }
+            Entry::Claimed { id, claimant } => {
+                if claimed.insert(id) {
+                    claims.push((id, claimant));
+                }
+            }
         }
     }
     let unsettled = order
@@ -281,6 +315,7 @@ pub fn replay(bytes: &[u8]) -> (State, usize) {
             records,
             unsettled,
             accepted,
+            claims,
         },
         at,
     )
@@ -297,6 +332,9 @@ pub fn snapshot(state: &State, out: &mut Vec<u8>) {
     }
     for r in &state.records {
         Entry::Recorded(*r).encode(out);
+    }
+    for &(id, claimant) in &state.claims {
+        Entry::Claimed { id, claimant }.encode(out);
     }
     for u in &state.unsettled {
         Entry::Accepted {
@@ -482,6 +520,10 @@ mod tests {
             Entry::Recorded(rec(9, D, 1_752_150_896_000_000, i64::MAX)),
             Entry::Done { id: 1 << 100 },
             Entry::Purged,
+            Entry::Claimed {
+                id: u128::MAX,
+                claimant: 255,
+            },
         ];
         let b = bytes(&all);
         let mut at = 0;
@@ -550,6 +592,28 @@ mod tests {
     }
 
     #[test]
+    fn a_second_acceptance_of_an_id_changes_nothing() {
+        let b = bytes(&[
+            Entry::Accepted { id: 1, cents: 100 },
+            Entry::Done { id: 1 },
+            Entry::Accepted { id: 1, cents: 900 },
+            Entry::Accepted { id: 2, cents: 200 },
+            Entry::Accepted { id: 2, cents: 800 },
+        ]);
+        let (state, _) = replay(&b);
+        assert_eq!(state.accepted, vec![1, 2]);
+        assert_eq!(
+            state.unsettled,
+            vec![Unsettled {
+                id: 2,
+                cents: 200,
+                requested_at: [None, None],
+                pinned: None
+            }]
+        );
+    }
+
+    #[test]
     fn a_purge_forgets_records_but_not_acceptances_or_the_backlog() {
         let b = bytes(&[
             Entry::Accepted { id: 1, cents: 100 },
@@ -586,14 +650,19 @@ mod tests {
             Entry::Purged,
             Entry::Accepted { id: 6, cents: 600 },
             Entry::Recorded(rec(6, F, 60, 600)),
+            Entry::Claimed { id: 7, claimant: 1 },
+            Entry::Claimed { id: 7, claimant: 0 },
+            Entry::Claimed { id: 6, claimant: 0 },
         ]);
         let (state, _) = replay(&b);
+        assert_eq!(state.claims, vec![(7, 1), (6, 0)]);
         let mut snap = Vec::new();
         snapshot(&state, &mut snap);
         let (again, valid) = replay(&snap);
         assert_eq!(valid, snap.len());
         assert_eq!(again.records, state.records);
         assert_eq!(again.unsettled, state.unsettled);
+        assert_eq!(again.claims, state.claims);
         let mut a = again.accepted.clone();
         let mut s = state.accepted.clone();
         a.sort_unstable();

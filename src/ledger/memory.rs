@@ -19,6 +19,9 @@
 //! (`GET /internal/summary`), and fails if any peer cannot answer: a partial number
 //! would be an audit inconsistency, a 503 is not. Peer requests carry the headers of
 //! [`MemoryLedger::with_peer_headers`] (the shared `PEER_TOKEN`).
+//!
+//! Claims ([`super::claims`]): an id this instance owns is claimed in the instance's
+//! [`ClaimTable`]; any other from its owner, through that owner's [`ClaimBatcher`].
 
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,8 +29,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::claims::{ClaimBatcher, ClaimTable, Ring, RING_HEADER};
 use super::idset::IdSet;
-use super::{Ledger, LedgerError, Record, Summary, Totals, Window};
+use super::{Claim, Ledger, LedgerError, Record, Summary, Totals, Window};
 use crate::processor::Processor;
 use domain::time::Micros;
 use http1::client::Client;
@@ -234,6 +238,16 @@ pub struct MemoryLedger {
     peers: Vec<Rc<Client>>,
     /// Header lines (CRLF-terminated) every peer request carries.
     peer_headers: String,
+    /// With peers: who owns which claims, and how to reach each owner.
+    claims: Option<Claims>,
+}
+
+/// The claims side of a memory ledger with peers.
+struct Claims {
+    ring: Arc<Ring>,
+    table: Arc<ClaimTable>,
+    /// By ring position; `None` at this instance's own.
+    owners: Vec<Option<ClaimBatcher>>,
 }
 
 impl MemoryLedger {
@@ -246,7 +260,40 @@ impl MemoryLedger {
             store,
             peers,
             peer_headers: String::new(),
+            claims: None,
         }
+    }
+
+    /// Claims by `ring`, keeping those on this instance's ids in `table`. Call after
+    /// [`MemoryLedger::with_peer_headers`]: claims requests carry those headers too.
+    /// Every member but this instance must be one of the peers.
+    pub fn with_claims(mut self, ring: Arc<Ring>, table: Arc<ClaimTable>) -> MemoryLedger {
+        let headers = format!(
+            "{}{RING_HEADER}: {}\r\n",
+            self.peer_headers,
+            ring.fingerprint()
+        );
+        let owners = (0..ring.len())
+            .map(|i| {
+                let member = ring.member(i);
+                let addr = self
+                    .peers
+                    .iter()
+                    .map(|p| p.target())
+                    .find(|a| i != ring.me() && a.to_string() == member)?;
+                Some(ClaimBatcher::new(
+                    Client::new(addr.clone(), PEER_IDLE_CONNECTIONS),
+                    ring.me() as u8,
+                    headers.clone(),
+                ))
+            })
+            .collect();
+        self.claims = Some(Claims {
+            ring,
+            table,
+            owners,
+        });
+        self
     }
 
     /// Sends `headers` (complete lines, each ending in CRLF; the peer token) with every
@@ -374,6 +421,33 @@ impl Ledger for MemoryLedger {
     async fn local_purge(&self) -> Result<(), LedgerError> {
         self.store.purge();
         Ok(())
+    }
+
+    async fn claim(&self, id: u128) -> Result<Claim, LedgerError> {
+        // Alone, an instance's accepted set already keeps each id once.
+        let Some(c) = &self.claims else {
+            return Ok(Claim::Mine { kept_here: false });
+        };
+        let owner = c.ring.owner(id);
+        if owner == c.ring.me() {
+            return Ok(if c.table.claim(id, owner as u8) {
+                Claim::Mine { kept_here: true }
+            } else {
+                Claim::Theirs
+            });
+        }
+        let Some(batcher) = &c.owners[owner] else {
+            return Err(LedgerError::Peer {
+                peer: c.ring.member(owner).to_string(),
+                reason: "no peer at this ring position".to_string(),
+            });
+        };
+        let granted = batcher.claim(id).await?;
+        Ok(if granted {
+            Claim::Mine { kept_here: false }
+        } else {
+            Claim::Theirs
+        })
     }
 }
 

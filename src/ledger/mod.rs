@@ -8,6 +8,9 @@
 //! [`journal`] makes the memory ledger durable: every payment's life appended to a file
 //! and replayed at start.
 //!
+//! [`claims`] decides which instance of the cluster may charge a correlationId: the first
+//! to claim it ([`Ledger::claim`]), before its first attempt.
+//!
 //! [`idset`] is the compact, seeded set of correlationIds (a leaf module) that the memory
 //! ledger keeps its recorded ids in, and the instance its accepted ones.
 //!
@@ -15,6 +18,7 @@
 //! outcome learned twice (a retry answered 422, a peer's duplicate) is never counted
 //! twice.
 
+pub mod claims;
 pub mod idset;
 pub mod journal;
 pub mod memory;
@@ -109,6 +113,16 @@ impl std::fmt::Display for LedgerError {
 
 impl std::error::Error for LedgerError {}
 
+/// The answer to [`Ledger::claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This instance may charge the payment. `kept_here`: the claim is kept in this
+    /// instance's claim table, so its journal must say so.
+    Mine { kept_here: bool },
+    /// Another instance claimed it first and charges it: this one must not.
+    Theirs,
+}
+
 /// The ledger as one core's tasks see it. Implementations are per-core handles
 /// (`!Send` is fine); state shared between cores lives behind them.
 #[allow(async_fn_in_trait)]
@@ -124,4 +138,7 @@ pub trait Ledger {
     async fn purge(&self) -> Result<(), LedgerError>;
     /// Forgets this instance's records only.
     async fn local_purge(&self) -> Result<(), LedgerError>;
+    /// Claims the payment `id` for this instance before its first attempt: the first
+    /// claim in the cluster stands ([`claims`]).
+    async fn claim(&self, id: u128) -> Result<Claim, LedgerError>;
 }

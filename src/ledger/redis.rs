@@ -17,6 +17,11 @@
 //!   cents (about 90 trillion in currency units). Only four integers come back, whatever
 //!   the window holds.
 //! - `purge` deletes the three keys.
+//! - `claim` runs [`CLAIM_SCRIPT`] on `rinha:claims`, a hash from correlationId to the
+//!   `INSTANCE_ID` that claimed it first (`HSETNX`, then `HGET`): the payment is this
+//!   instance's when the answer is its own id. Purges keep the claims, as they keep
+//!   acceptances. `INSTANCE_ID` must therefore differ between instances and stay the
+//!   same across a restart.
 //!
 //! Redis is the whole cluster's ledger, so `summary` is `local_summary` and `purge` is
 //! `local_purge`.
@@ -34,7 +39,7 @@ use std::task::{Poll, Waker};
 
 use ::redis::Value;
 
-use super::{Ledger, LedgerError, Record, Summary, Totals, Window};
+use super::{Claim, Ledger, LedgerError, Record, Summary, Totals, Window};
 use crate::processor::Processor;
 use domain::time::Micros;
 use redis_wire::{RedisConn, RedisTarget};
@@ -71,6 +76,17 @@ end
 return 0
 ";
 
+/// The hash from correlationId to the instance that claimed it.
+pub const CLAIMS_KEY: &str = "rinha:claims";
+
+/// Claims a payment for an instance, once.
+/// KEYS: the claims hash. ARGV: id hex, the claiming instance's id.
+/// Returns the instance whose claim stands.
+pub const CLAIM_SCRIPT: &str = r"
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+";
+
 /// Counts and sums the records of each processor in a window.
 /// KEYS: the default's sorted set, the fallback's sorted set.
 /// ARGV: the window's inclusive bounds as scores (`-inf`/`+inf` when open).
@@ -93,6 +109,8 @@ return out
 /// One core's handle on the Redis ledger.
 pub struct RedisLedger {
     target: RedisTarget,
+    /// This instance's `INSTANCE_ID`, what its claims say.
+    claimant: String,
     /// The connection while no call holds it; `None` before the first call and after a
     /// failure.
     conn: Cell<Option<RedisConn>>,
@@ -120,10 +138,12 @@ impl Drop for Turn<'_> {
 }
 
 impl RedisLedger {
-    /// A handle that connects to `target` on first use.
-    pub fn new(target: RedisTarget) -> RedisLedger {
+    /// A handle that connects to `target` on first use and claims payments for the
+    /// instance `claimant`.
+    pub fn new(target: RedisTarget, claimant: &str) -> RedisLedger {
         RedisLedger {
             target,
+            claimant: claimant.to_string(),
             conn: Cell::new(None),
             busy: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
@@ -267,6 +287,22 @@ impl Ledger for RedisLedger {
             other => Err(self.unexpected("purge", &other)),
         }
     }
+
+    async fn claim(&self, id: u128) -> Result<Claim, LedgerError> {
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(CLAIM_SCRIPT)
+            .arg(1)
+            .arg(CLAIMS_KEY)
+            .arg(format!("{id:032x}"))
+            .arg(&self.claimant);
+        match self.query(&cmd).await? {
+            Value::BulkString(who) if who == self.claimant.as_bytes() => {
+                Ok(Claim::Mine { kept_here: false })
+            }
+            Value::BulkString(_) => Ok(Claim::Theirs),
+            other => Err(self.unexpected("claim", &other)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -284,7 +320,7 @@ mod tests {
     }
 
     fn ledger(url: &str) -> RedisLedger {
-        RedisLedger::new(RedisTarget::parse(url).unwrap())
+        RedisLedger::new(RedisTarget::parse(url).unwrap(), "gw-a")
     }
 
     fn rec(id: u128, processor: Processor, requested_at: Micros, cents: i64) -> Record {
@@ -348,6 +384,23 @@ mod tests {
             .unwrap(),
             Value::BulkString(T0.to_string().into_bytes())
         );
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn the_first_claim_stands_across_instances_and_purges() {
+        let server = server(Listen::Unix);
+        let a = ledger(&server.url());
+        let b = RedisLedger::new(RedisTarget::parse(&server.url()).unwrap(), "gw-b");
+        let mine = Claim::Mine { kept_here: false };
+        assert_eq!(a.claim(1).await.unwrap(), mine);
+        assert_eq!(b.claim(1).await.unwrap(), Claim::Theirs);
+        assert_eq!(a.claim(1).await.unwrap(), mine, "its own claim again");
+        assert_eq!(b.claim(2).await.unwrap(), mine);
+        assert_eq!(a.claim(2).await.unwrap(), Claim::Theirs);
+        a.purge().await.unwrap();
+        assert_eq!(b.claim(1).await.unwrap(), Claim::Theirs);
+        // A restarted instance (a new handle, the same INSTANCE_ID) keeps its claims.
+        assert_eq!(ledger(&server.url()).claim(1).await.unwrap(), mine);
     }
 
     #[monoio::test_all(timer_enabled = true)]

@@ -1,6 +1,8 @@
 //! The runner's configuration, from its environment variables (empty counts as unset;
 //! a bad value is an error naming the variable).
 
+use crate::redis::Persistence;
+
 /// Default lb address.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9999";
 /// Default simulator fees: the default processor is the cheaper one.
@@ -45,6 +47,9 @@ pub struct StackConfig {
     pub lb_mode: String,
     /// The lb's `CORES`, from `LB_CORES`; `None` keeps the lb's default.
     pub lb_cores: Option<String>,
+    /// redis-server's persistence, from `REDIS_AOF` (`everysec`, the default; `always`;
+    /// `off`), with `LEDGER=redis`.
+    pub redis_aof: Persistence,
 }
 
 impl StackConfig {
@@ -110,12 +115,23 @@ impl StackConfig {
                 }
             },
         };
+        let redis_aof = match get("REDIS_AOF").as_deref() {
+            None | Some("everysec") => Persistence::AofEverySec,
+            Some("always") => Persistence::AofAlways,
+            Some("off") => Persistence::None,
+            Some(other) => {
+                return Err(format!(
+                    "REDIS_AOF: expected everysec, always or off, got {other:?}"
+                ))
+            }
+        };
         Ok(StackConfig {
             ledger,
             processors,
             listen: listen(&get, "LISTEN", DEFAULT_LISTEN)?,
             lb_mode,
             lb_cores,
+            redis_aof,
         })
     }
 }
@@ -169,6 +185,15 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9999");
         assert_eq!(c.lb_mode, "handoff");
         assert_eq!(c.lb_cores, None);
+        assert_eq!(c.redis_aof, Persistence::AofEverySec);
+        assert_eq!(
+            config(&[("REDIS_AOF", "always")]).unwrap().redis_aof,
+            Persistence::AofAlways
+        );
+        assert_eq!(
+            config(&[("REDIS_AOF", "off")]).unwrap().redis_aof,
+            Persistence::None
+        );
         assert_eq!(
             c.processors,
             Processors::Simulated {
@@ -227,6 +252,7 @@ mod tests {
             (&[("LISTEN", "9999")], "LISTEN"),
             (&[("LB_MODE", "dsr")], "LB_MODE"),
             (&[("LB_CORES", "0")], "LB_CORES"),
+            (&[("REDIS_AOF", "yes")], "REDIS_AOF"),
         ];
         for (vars, var) in cases {
             let e = config(vars).unwrap_err();

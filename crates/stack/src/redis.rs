@@ -1,6 +1,11 @@
 //! redis-server for the redis ledger: on a Unix socket (mode 0700), optionally also on a
-//! TCP port of 127.0.0.1, without persistence. It writes no ready line; it is ready
-//! once it answers `PING` with `+PONG`.
+//! TCP port of 127.0.0.1, with or without an append-only file ([`Persistence`]). It
+//! writes no ready line; it is ready once it answers `PING` with `+PONG`.
+//!
+//! With an AOF, redis-server writes each command to the file before it answers it, so a
+//! crash of redis-server loses nothing it acknowledged, whatever the fsync policy;
+//! `appendfsync` decides what a crash of the machine may lose: up to a second's writes
+//! with `everysec`, nothing with `always` (at a cost measured in BENCHMARKS.md).
 //!
 //! [`command`] and [`answers`] are what the topology uses; [`Redis`] is a server of its
 //! own, for tests: stopped and restarted on the same socket (and port).
@@ -26,6 +31,29 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// before redis-server binds it (redis-server then exits, and another port is tried).
 const TCP_ATTEMPTS: u32 = 5;
 
+/// Whether a redis-server keeps its data across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing saved: a restarted server is empty.
+    None,
+    /// An append-only file in its directory, fsynced once a second.
+    AofEverySec,
+    /// An append-only file fsynced before every answer.
+    AofAlways,
+}
+
+impl Persistence {
+    /// `--appendonly` and `--appendfsync` for this choice.
+    fn args(self) -> [&'static str; 4] {
+        let (on, fsync) = match self {
+            Persistence::None => ("no", "everysec"),
+            Persistence::AofEverySec => ("yes", "everysec"),
+            Persistence::AofAlways => ("yes", "always"),
+        };
+        ["--appendonly", on, "--appendfsync", fsync]
+    }
+}
+
 /// Where a [`Redis`] listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
@@ -35,15 +63,18 @@ pub enum Listen {
 }
 
 /// The command line of a redis-server with its socket at `socket`, TCP on 127.0.0.1
-/// `port` (`None`: no TCP), working directory `dir`, nothing saved, warnings only.
-pub fn command(socket: &Path, port: Option<u16>, dir: &Path) -> Command {
+/// `port` (`None`: no TCP), working directory `dir` (where an AOF goes), no RDB
+/// snapshots, warnings only.
+pub fn command(socket: &Path, port: Option<u16>, dir: &Path, keep: Persistence) -> Command {
     let mut cmd = Command::new("redis-server");
     cmd.arg("--port")
         .arg(port.unwrap_or(0).to_string())
         .args(["--bind", "127.0.0.1", "--unixsocket"])
         .arg(socket)
         .args(["--unixsocketperm", "700"])
-        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .args(["--save", ""])
+        .args(keep.args())
+        .arg("--dir")
         .arg(dir)
         .args(["--loglevel", "warning"]);
     cmd
@@ -72,6 +103,7 @@ pub struct Redis {
     child: Option<Child>,
     dir: PathBuf,
     port: Option<u16>,
+    keep: Persistence,
     output: Output,
     /// The directory this server made for itself.
     _own: Option<RunDir>,
@@ -86,12 +118,23 @@ impl Redis {
         Ok(r)
     }
 
-    /// Starts a server with its socket in `dir`.
+    /// Starts a server with its socket in `dir`, nothing saved.
     pub fn start_in(dir: &Path, listen: Listen, output: Output) -> Result<Redis, String> {
+        Redis::start_keeping(dir, listen, Persistence::None, output)
+    }
+
+    /// Starts a server with its socket (and its AOF, if any) in `dir`.
+    pub fn start_keeping(
+        dir: &Path,
+        listen: Listen,
+        keep: Persistence,
+        output: Output,
+    ) -> Result<Redis, String> {
         let mut r = Redis {
             child: None,
             dir: dir.to_path_buf(),
             port: None,
+            keep,
             output,
             _own: None,
         };
@@ -137,7 +180,7 @@ impl Redis {
         self.child.as_ref().map(Child::log).unwrap_or_default()
     }
 
-    /// Kills the server (its data is lost: nothing is saved) and removes its socket.
+    /// Kills the server (SIGKILL) and removes its socket.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             c.kill();
@@ -145,7 +188,8 @@ impl Redis {
         let _ = std::fs::remove_file(self.socket());
     }
 
-    /// Starts a fresh, empty server on the same socket (and port).
+    /// Kills the server and starts it again on the same socket (and port): empty
+    /// without persistence, with what its AOF holds otherwise.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
         self.spawn()
@@ -154,7 +198,7 @@ impl Redis {
     /// Starts redis-server and waits until it answers.
     fn spawn(&mut self) -> Result<(), String> {
         let socket = self.socket();
-        let cmd = command(&socket, self.port, &self.dir);
+        let cmd = command(&socket, self.port, &self.dir, self.keep);
         let mut child = Child::spawn("redis", cmd, self.output)
             .map_err(|e| format!("{e} (is redis-server installed?)"))?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;

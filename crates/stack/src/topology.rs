@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::child::Output;
 use crate::config::{LedgerKind, Processors, StackConfig};
-use crate::redis;
+use crate::redis::{self, Persistence};
 use crate::rundir::RunDir;
 use crate::servers::{Bins, Env, GatewayLedger, GatewaySpec, LbSpec, SimSpec};
 use crate::supervisor::{Stop, Supervisor};
@@ -88,7 +88,7 @@ fn start(
     announce(&format!("run-dir {}", dir.path().display()));
     let redis_url = match config.ledger {
         LedgerKind::Memory => None,
-        LedgerKind::Redis => Some(start_redis(sup, dir)?),
+        LedgerKind::Redis => Some(start_redis(sup, dir, config.redis_aof)?),
     };
     let (processors, fees) = start_processors(config, sup, bins.sim)?;
     let listen = GATEWAYS.map(|n| dir.sock(&format!("{n}.sock")));
@@ -171,9 +171,9 @@ fn random_token() -> Result<String, String> {
 
 /// Starts redis-server in `dir`, waits until it answers, announces it, and returns its
 /// `REDIS_URL`.
-fn start_redis(sup: &mut Supervisor, dir: &RunDir) -> Result<String, Stop> {
+fn start_redis(sup: &mut Supervisor, dir: &RunDir, keep: Persistence) -> Result<String, Stop> {
     let socket = dir.path().join(redis::SOCKET);
-    let cmd = redis::command(&socket, None, dir.path());
+    let cmd = redis::command(&socket, None, dir.path(), keep);
     let r = sup
         .spawn("redis", cmd, Output::Prefixed)
         .map_err(|e| match e {

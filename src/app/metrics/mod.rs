@@ -15,6 +15,7 @@ use http1::limit::ConnLimit;
 
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
+use crate::ledger::claims::ClaimVerdict;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
 use crate::upstream::report::{PollCounter, PollError, Polled, Report};
@@ -55,6 +56,7 @@ pub struct Metrics {
     attempts: [[AtomicU64; PostOutcome::ALL.len()]; 2],
     settled: [AtomicU64; 2],
     resolved: [AtomicU64; Resolved::ALL.len()],
+    claims: [AtomicU64; ClaimVerdict::ALL.len()],
     health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
     health: [AtomicU64; 2],
     /// The client connection cap, whose open, refused and out-of-fds counts are shown
@@ -74,6 +76,7 @@ impl Metrics {
             attempts: Default::default(),
             settled: Default::default(),
             resolved: Default::default(),
+            claims: Default::default(),
             health_polls: Default::default(),
             health: Default::default(),
             connections: OnceLock::new(),
@@ -122,6 +125,10 @@ impl Metrics {
 
     pub fn resolved(&self, r: Resolved) {
         self.resolved[r.index()].fetch_add(1, Relaxed);
+    }
+
+    pub fn claim(&self, v: ClaimVerdict) {
+        self.claims[v.index()].fetch_add(1, Relaxed);
     }
 }
 

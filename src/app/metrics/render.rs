@@ -8,6 +8,7 @@ use crate::app::metrics::{CoreGauges, Metrics};
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
 use crate::engine::vitals::State;
+use crate::ledger::claims::ClaimVerdict;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
 use crate::upstream::report::Polled;
@@ -205,6 +206,17 @@ impl Metrics {
         }
         family(
             out,
+            "gateway_claims_total",
+            "counter",
+            "Claims made before a payment's first attempt, by verdict.",
+        );
+        for c in ClaimVerdict::ALL {
+            let labels = format!("verdict=\"{}\"", c.name());
+            let v = load(&self.claims[c.index()]);
+            sample(out, "gateway_claims_total", &labels, v);
+        }
+        family(
+            out,
             "gateway_health_polls_total",
             "counter",
             "Health polls made by this instance.",
@@ -312,6 +324,7 @@ mod tests {
         m.attempt(Processor::Fallback, PostOutcome::TurnedAway(429));
         m.settled(Processor::Fallback);
         m.resolved(Resolved::Freed);
+        m.claim(ClaimVerdict::Theirs);
         m.core(1).queue_depth.store(7, Relaxed);
         m.core(0).queue_depth.store(3, Relaxed);
         m.core(1).state[0].store(2, Relaxed);
@@ -333,6 +346,8 @@ mod tests {
             "gateway_settled_total{processor=\"fallback\"} 1",
             "gateway_outcome_share{processor=\"default\",outcome=\"failed\"} 0.25",
             "gateway_uncertain_resolved_total{result=\"freed\"} 1",
+            "gateway_claims_total{verdict=\"theirs\"} 1",
+            "gateway_claims_total{verdict=\"mine\"} 0",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",
             "gateway_connections_open 1",
