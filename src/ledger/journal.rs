@@ -24,7 +24,9 @@
 //! of their last intent (it may have stored them: a lookup settles them, with the
 //! recorded `requestedAt`). Then the journal is compacted: a snapshot of that state is
 //! written to a new file, synced, and renamed over the old one, so its size follows the
-//! ledger's, not the history's.
+//! ledger's, not the history's. It is compacted again while the gateway runs, each time
+//! it has doubled (and is at least [`COMPACT_MIN_BYTES`]); see [`Journal`]. A compaction
+//! holds the replayed state in memory for a moment, about the ledger's own size again.
 //!
 //! A `write` reaches the page cache, which survives a crash of the process. A crash of
 //! the machine loses what the kernel had not written back yet (up to ~30 s by default);
@@ -34,9 +36,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use super::Record;
 use crate::processor::Processor;
@@ -370,9 +373,19 @@ pub struct Opened {
     pub dropped_tail: usize,
 }
 
+/// Smallest journal that is compacted while the gateway runs: below it, a restart's
+/// replay is quick anyway.
+pub const COMPACT_MIN_BYTES: u64 = 64 << 20;
+
 /// Replays the journal in `dir` (created if missing), compacts it to a snapshot of what
-/// it says, and opens it for appending.
+/// it says, and opens it for appending; it is compacted again whenever it has grown to
+/// twice its last compacted size and at least `COMPACT_MIN_BYTES`.
 pub fn open(dir: &Path, sync: bool) -> io::Result<Opened> {
+    open_compacting_at(dir, sync, COMPACT_MIN_BYTES)
+}
+
+/// [`open`], compacting at `compact_min` bytes at the least.
+pub fn open_compacting_at(dir: &Path, sync: bool, compact_min: u64) -> io::Result<Opened> {
     fs::create_dir_all(dir)?;
     let path = dir.join(FILE_NAME);
     let mut bytes = Vec::new();
@@ -395,30 +408,159 @@ pub fn open(dir: &Path, sync: bool) -> io::Result<Opened> {
     fs::rename(&tmp, &path)?;
     File::open(dir)?.sync_all()?;
     let file = OpenOptions::new().append(true).open(&path)?;
+    let size = snap.len() as u64;
     Ok(Opened {
-        journal: Arc::new(Journal { file, sync, path }),
+        journal: Arc::new(Journal {
+            file: Mutex::new(file),
+            sync,
+            dir: dir.to_path_buf(),
+            path,
+            size: AtomicU64::new(size),
+            compact_min,
+            compact_at: AtomicU64::new(next_compaction(size, compact_min)),
+            compacting: AtomicBool::new(false),
+            compactions: AtomicU64::new(0),
+        }),
         state,
         dropped_tail: bytes.len() - valid,
     })
 }
 
+/// The size at which a journal compacted to `size` bytes is compacted again.
+fn next_compaction(size: u64, compact_min: u64) -> u64 {
+    size.saturating_mul(2).max(compact_min)
+}
+
 /// The open journal, shared by the cores.
+///
+/// Appends take the file's lock for one `write` (and an `fdatasync` with
+/// `JOURNAL_SYNC`). Compaction runs on a thread of its own: it replays the file as it
+/// was when it started and writes that snapshot to a new file without the lock, then,
+/// under the lock, copies what was appended meanwhile after the snapshot and renames
+/// the new file into place. Appends wait only for that last step. A crash at any point
+/// leaves the old file or the new one whole.
 #[derive(Debug)]
 pub struct Journal {
-    file: File,
+    file: Mutex<File>,
     sync: bool,
+    dir: PathBuf,
     path: PathBuf,
+    /// Bytes in the file.
+    size: AtomicU64,
+    compact_min: u64,
+    /// The size at which the next compaction starts.
+    compact_at: AtomicU64,
+    compacting: AtomicBool,
+    /// Compactions done while running (for tests and the log).
+    compactions: AtomicU64,
 }
 
 impl Journal {
     /// Appends `bytes` (whole entries) in one `write`, and syncs them with
-    /// `JOURNAL_SYNC`.
-    pub fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        (&self.file).write_all(bytes)?;
-        if self.sync {
-            self.file.sync_data()?;
+    /// `JOURNAL_SYNC`. A failed append is cut off again, so that what follows it stays
+    /// readable. Starts a compaction when the journal has grown enough.
+    pub fn append(self: &Arc<Self>, bytes: &[u8]) -> io::Result<()> {
+        {
+            let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            let before = self.size.load(Relaxed);
+            let written = (&*file).write_all(bytes).and_then(|()| {
+                if self.sync {
+                    file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = written {
+                let _ = file.set_len(before);
+                return Err(e);
+            }
+            self.size.store(before + bytes.len() as u64, Relaxed);
+        }
+        if self.size.load(Relaxed) >= self.compact_at.load(Relaxed)
+            && !self.compacting.swap(true, Relaxed)
+        {
+            let journal = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("journal-compaction".to_string())
+                .spawn(move || {
+                    match journal.compact() {
+                        Ok((from, to)) => net::log!(
+                            "journal {}: compacted from {from} to {to} bytes",
+                            journal.path.display()
+                        ),
+                        Err(e) => net::log!(
+                            "journal {}: compaction failed, the journal keeps growing: {e}",
+                            journal.path.display()
+                        ),
+                    }
+                    journal.compacting.store(false, Relaxed);
+                });
+            if spawned.is_err() {
+                self.compacting.store(false, Relaxed);
+            }
         }
         Ok(())
+    }
+
+    /// Compacts the journal (see [`Journal`]): its size before and after.
+    fn compact(&self) -> io::Result<(u64, u64)> {
+        let start = {
+            let _file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            self.size.load(Relaxed)
+        };
+        let mut bytes = Vec::new();
+        File::open(&self.path)?
+            .take(start)
+            .read_to_end(&mut bytes)?;
+        let (state, _) = replay(&bytes);
+        drop(bytes);
+        let mut snap = Vec::new();
+        snapshot(&state, &mut snap);
+        drop(state);
+        let tmp = self.dir.join(COMPACTING_NAME);
+        // Opened for appending: after the rename it is the journal's file, so that
+        // nothing can fail between the rename and the appends going there.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut new = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&tmp)?;
+        new.write_all(&snap)?;
+        new.sync_data()?;
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let end = self.size.load(Relaxed);
+        let mut tail = Vec::with_capacity((end - start) as usize);
+        let mut old = File::open(&self.path)?;
+        old.seek(SeekFrom::Start(start))?;
+        old.take(end - start).read_to_end(&mut tail)?;
+        new.write_all(&tail)?;
+        if self.sync {
+            new.sync_data()?;
+        }
+        fs::rename(&tmp, &self.path)?;
+        *file = new;
+        if self.sync {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        let size = (snap.len() + tail.len()) as u64;
+        self.size.store(size, Relaxed);
+        self.compact_at
+            .store(next_compaction(size, self.compact_min), Relaxed);
+        self.compactions.fetch_add(1, Relaxed);
+        Ok((end, size))
+    }
+
+    /// Compactions done since the journal was opened.
+    pub fn compactions(&self) -> u64 {
+        self.compactions.load(Relaxed)
+    }
+
+    /// Bytes in the journal's file.
+    pub fn size(&self) -> u64 {
+        self.size.load(Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -702,11 +844,77 @@ mod tests {
         }
     }
 
-    #[test]
-    fn open_compacts_and_reports_the_dropped_tail() {
-        let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
+    /// A scratch directory for one test, removed first if a run before left it.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("journal-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn compaction_while_cores_append_keeps_every_entry() {
+        let dir = scratch("compact");
+        let opened = open_compacting_at(&dir, false, 4096).unwrap();
+        let journal = opened.journal.clone();
+        // Two cores settle payments of their own while the journal compacts under them.
+        const EACH: u128 = 3000;
+        let cores: Vec<_> = (0..2u128)
+            .map(|c| {
+                let journal = journal.clone();
+                std::thread::spawn(move || {
+                    let core = CoreJournal::new(journal);
+                    for n in 0..EACH {
+                        let id = c * EACH + n;
+                        core.add(Entry::Accepted { id, cents: 7 });
+                        assert!(core.commit());
+                        assert!(core.write(Entry::Intent {
+                            id,
+                            processor: D,
+                            requested_at: 1,
+                        }));
+                        if n % 3 != 0 {
+                            assert!(core.write(Entry::Recorded(rec(id, D, 1, 7))));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for c in cores {
+            c.join().unwrap();
+        }
+        // A compaction started by the last appends may still run: its end is observable.
+        while journal.compacting.load(Relaxed) {
+            std::thread::yield_now();
+        }
+        assert!(journal.compactions() >= 1);
+        let appended = 2 * EACH as u64 * (31 + 32) + 2 * (EACH as u64 * 2 / 3) * 40;
+        assert!(journal.size() < appended, "{} < {appended}", journal.size());
+        assert_eq!(
+            fs::metadata(dir.join(FILE_NAME)).unwrap().len(),
+            journal.size()
+        );
+        drop((journal, opened));
+        let again = open(&dir, false).unwrap();
+        assert_eq!(again.dropped_tail, 0);
+        assert_eq!(again.state.accepted.len(), 2 * EACH as usize);
+        let recorded = 2 * (EACH - EACH.div_ceil(3)) as usize;
+        assert_eq!(again.state.records.len(), recorded);
+        assert_eq!(again.state.unsettled.len(), 2 * EACH as usize - recorded);
+        assert!(again
+            .state
+            .unsettled
+            .iter()
+            .all(|u| (u.id % EACH).is_multiple_of(3)
+                && u.pinned == Some(D)
+                && u.requested_at == [Some(1), None]));
+        assert!(!dir.join(COMPACTING_NAME).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn open_compacts_and_reports_the_dropped_tail() {
+        let dir = scratch("open");
         let mut b = bytes(&[
             Entry::Accepted { id: 1, cents: 100 },
             Entry::Intent {
