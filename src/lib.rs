@@ -10,9 +10,10 @@
 //!
 //! Folders depend downwards: [`app`] on [`intake`], [`engine`], [`upstream`] and
 //! [`ledger`], and those on the leaf modules [`processor`] and [`upstream::report`].
-//! Two tasks run on the per-core state of [`app::state::Core`] (with its metrics and
+//! Three tasks run on the per-core state of [`app::state::Core`] (with its metrics and
 //! configuration) and so look up into [`app`]: the dispatcher
-//! ([`engine::dispatch`]) and the endpoints ([`intake::routes`], [`intake::internal`]);
+//! ([`engine::dispatch`]), the journal's lease and takeovers ([`engine::takeover`]) and
+//! the endpoints ([`intake::routes`], [`intake::internal`]);
 //! the configuration names a token type of the leaf [`intake::token`]; the backlog
 //! preallocates the default queue capacity of [`app::config`].
 //! The HTTP/1.1 server and client, listeners, runtimes and fd passing live in the
@@ -41,6 +42,8 @@
 //!   before its first attempt and journals each step.
 //! - [`engine::policy`]: the routing decision, a pure function of both processors'
 //!   views, the payment's age and the configuration.
+//! - [`engine::takeover`]: with the Redis ledger, the lease on this instance's journal
+//!   and the takeover of dead instances' unsettled payments (one task on core 0).
 //! - [`engine::settle`]: the exactly-once rules (fixed `requestedAt` per processor, 422
 //!   proven by lookup, uncertain outcomes pinned to their processor).
 //! - [`engine::vitals`]: per core and processor, the state machine built on latency
@@ -61,7 +64,9 @@
 //! [`ledger::idset`], the seeded set of correlationIds behind the memory ledger and the
 //! accepted set (leaf module); [`ledger::claims`], which instance may charge a
 //! correlationId (the owner's table, `/internal/claims`, or a Redis hash);
-//! [`ledger::journal`], the memory ledger's append-only journal, replayed at start.
+//! [`ledger::journal`], the memory ledger's append-only journal, replayed at start;
+//! [`ledger::redis::stream`], the Redis ledger's journal, a Redis Stream from which
+//! survivors take a dead instance's unsettled payments over.
 //!
 //! [`app`]: everything wired together.
 //! - [`app::config`]: environment variables, errors naming the variable.

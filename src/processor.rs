@@ -19,6 +19,11 @@ impl Processor {
         }
     }
 
+    /// The processor [`Processor::name`] names.
+    pub fn from_name(name: &str) -> Option<Processor> {
+        Processor::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn index(self) -> usize {
         self as usize
     }

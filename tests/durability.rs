@@ -160,3 +160,79 @@ fn a_killed_redis_server_restarted_on_its_aof_loses_and_doubles_nothing() {
         assert_eq!(totals(&summary, "fallback"), sim_totals(&fallback, ""));
     }
 }
+
+#[test]
+fn a_killed_gateway_of_the_redis_ledger_is_finished_by_the_survivor() {
+    let dir = temp_dir("takeover");
+    let redis = redis(&dir);
+    let default = sim("sim-default", "0.05", &[]);
+    let fallback = sim("sim-fallback", "0.15", &[]);
+    // Slow, and few requests at once: when the gateway dies, payments are queued and
+    // attempts are inside the processors, some of them to be stored after the crash.
+    set_delay(&default, 400);
+    set_delay(&fallback, 400);
+    let vars = [
+        ("IO_DRIVER", "epoll".to_string()),
+        ("CORES", "1".to_string()),
+        ("MAX_IN_FLIGHT", "2".to_string()),
+        ("JOURNAL_LEASE_MS", "600".to_string()),
+        ("PROCESSOR_TIMEOUT_MS", "1000".to_string()),
+        ("UNCERTAIN_SETTLE_MS", "1500".to_string()),
+    ];
+    let mut gws: Vec<Proc> = ["gw1", "gw2"]
+        .iter()
+        .map(|name| {
+            let spec = GatewaySpec {
+                ledger: GatewayLedger::Redis(redis.url()),
+                ..gateway_spec(
+                    name,
+                    &dir.sock(&format!("{name}.sock")),
+                    [default.url(), fallback.url()],
+                )
+            };
+            gateway(&spec, &vars)
+        })
+        .collect();
+    const N: u32 = 30;
+    let ids: Vec<String> = (0..N).map(|n| uuid(82, n)).collect();
+    for id in &ids {
+        let r = post_json(&gws[0].addr, "/payments", &payment_body(id, "19.90"));
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+    wait_for("attempts in flight and a backlog", || {
+        let in_flight = metric(&gws[0], "gateway_in_flight", &[]);
+        let unsettled = metric(&gws[0], "gateway_unsettled", &[]);
+        (in_flight > 0.0 && unsettled > in_flight).then_some(())
+    });
+    gws[0].kill();
+    set_delay(&default, 0);
+    set_delay(&fallback, 0);
+
+    let survivor = &gws[1];
+    wait_for(
+        "the survivor took the dead gateway's payments and settled them",
+        || {
+            (metric(survivor, "gateway_inherited_total", &[]) > 0.0
+                && metric(survivor, "gateway_unsettled", &[]) == 0.0
+                && charged([&default, &fallback]).0 >= u64::from(N))
+            .then_some(())
+        },
+    );
+    assert!(survivor.log().contains("took over"), "{}", survivor.log());
+    // Charged once each, and the summary says exactly what the processors hold.
+    assert_eq!(
+        charged([&default, &fallback]),
+        (u64::from(N), i64::from(N) * 1990)
+    );
+    let summary = get(&survivor.addr, "/payments-summary").json();
+    assert_eq!(totals(&summary, "default"), sim_totals(&default, ""));
+    assert_eq!(totals(&summary, "fallback"), sim_totals(&fallback, ""));
+
+    // A client's retry through the survivor is not charged again.
+    let r = post_json(&survivor.addr, "/payments", &payment_body(&ids[0], "19.90"));
+    assert_eq!(r.status, 202);
+    wait_for("the retry settled", || {
+        (metric(survivor, "gateway_unsettled", &[]) == 0.0).then_some(())
+    });
+    assert_eq!(charged([&default, &fallback]).0, u64::from(N));
+}

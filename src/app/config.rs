@@ -49,6 +49,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_millis(60_000);
 /// Docker's own default grace is 10 s; compose's `stop_grace_period` is set a little
 /// above this, so the gateway's deadline comes first.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(8_000);
+/// How long a gateway of the Redis ledger stays alive for the others without renewing
+/// its journal's lease; it renews it three times per lease.
+pub const DEFAULT_JOURNAL_LEASE: Duration = Duration::from_millis(3_000);
+/// The shortest `JOURNAL_LEASE_MS`: renewals a third of it apart must not be missed by
+/// a busy core.
+pub const MIN_JOURNAL_LEASE: Duration = Duration::from_millis(300);
 /// Default time after an uncertain attempt before a 404 from `GET /payments/{id}` is
 /// believed: longer than any processor delay of the official scenarios (5 s), so the
 /// uncertain request cannot still be waiting inside the processor.
@@ -148,6 +154,10 @@ pub struct GatewayConfig {
     pub journal_dir: Option<std::path::PathBuf>,
     /// `JOURNAL_SYNC`: an `fdatasync` after every journal append.
     pub journal_sync: bool,
+    /// `JOURNAL_LEASE_MS` (Redis ledger): how long after its last heartbeat a gateway
+    /// is taken for dead, and its unsettled payments are taken over
+    /// ([`crate::ledger::redis::stream`]).
+    pub journal_lease: Duration,
     /// `SHUTDOWN_GRACE_MS`: after a stop signal, how long the cores may take to settle
     /// every payment they accepted before the process exits anyway.
     pub shutdown_grace: Duration,
@@ -327,6 +337,7 @@ impl GatewayConfig {
                 "1" => Ok(true),
                 s => Err(format!("expected 0 or 1, got {s:?}")),
             })?,
+            journal_lease: v.millis("JOURNAL_LEASE_MS", DEFAULT_JOURNAL_LEASE)?,
             uncertain_settle: v.millis("UNCERTAIN_SETTLE_MS", DEFAULT_UNCERTAIN_SETTLE)?,
             processor_queue: v.parse("PROCESSOR_QUEUE_MS", DEFAULT_PROCESSOR_QUEUE, |s| match s
                 .parse::<u64>()
@@ -346,6 +357,16 @@ impl GatewayConfig {
             return Err(ConfigError {
                 var: "JOURNAL_DIR",
                 reason: "the journal is the memory ledger's; unset it with REDIS_URL".to_string(),
+            });
+        }
+        if config.journal_lease < MIN_JOURNAL_LEASE {
+            return Err(ConfigError {
+                var: "JOURNAL_LEASE_MS",
+                reason: format!(
+                    "must be at least {} ms: a shorter lease can run out while its gateway \
+                     is alive but busy",
+                    MIN_JOURNAL_LEASE.as_millis()
+                ),
             });
         }
         let unsafe_below = config.processor_timeout + config.processor_queue;
@@ -432,6 +453,20 @@ mod tests {
         assert_eq!(
             cfg(&[("PROCESSOR_QUEUE_MS", "x")]).unwrap_err().var,
             "PROCESSOR_QUEUE_MS"
+        );
+    }
+
+    #[test]
+    fn the_journal_lease_has_a_floor() {
+        assert_eq!(cfg(&[]).unwrap().journal_lease, DEFAULT_JOURNAL_LEASE);
+        let e = cfg(&[("JOURNAL_LEASE_MS", "299")]).unwrap_err();
+        assert_eq!(e.var, "JOURNAL_LEASE_MS");
+        assert!(e.reason.contains("at least 300 ms"), "{e}");
+        let c = cfg(&[("JOURNAL_LEASE_MS", "300")]).unwrap();
+        assert_eq!(c.journal_lease, MIN_JOURNAL_LEASE);
+        assert_eq!(
+            cfg(&[("JOURNAL_LEASE_MS", "x")]).unwrap_err().var,
+            "JOURNAL_LEASE_MS"
         );
     }
 

@@ -130,14 +130,29 @@ pub fn run(config: GatewayConfig) -> Result<(), String> {
             });
         }
         LedgerConfig::Redis(target) => {
-            let claimant = instance.config.instance_id.clone();
+            let consumer = journal_consumer(&instance.config.instance_id);
+            let lease = instance.config.journal_lease;
+            net::log!(
+                "journal: redis stream, consumer {consumer}, lease {} ms",
+                lease.as_millis()
+            );
             start_cores(driver, instance, listeners, None, move || {
-                RedisLedger::new(target.clone(), &claimant)
+                RedisLedger::new(target.clone(), &consumer, lease)
             });
         }
     }
     net::log!("stopped: every payment accepted was settled");
     Ok(())
+}
+
+/// This run's consumer of the Redis journal: the instance id and a random suffix, new
+/// at every start, so that a restarted instance never takes for its own what a
+/// survivor may be settling ([`crate::ledger::redis::stream`]).
+fn journal_consumer(instance_id: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(domain::time::now_micros() as u128);
+    format!("{instance_id}:{:016x}", h.finish())
 }
 
 /// Opens and replays the journal in `dir`, logging what it found.
@@ -351,6 +366,7 @@ fn start_cores<L, F>(
             monoio::spawn(crate::engine::dispatch::run(core.clone()));
             if core_id == 0 {
                 monoio::spawn(monitor(&core));
+                monoio::spawn(crate::engine::takeover::run(core.clone()));
             }
             if let (Some(l), Some(token)) = (internal_listener, &core.config.peer_token) {
                 let internal = Rc::new(Internal::new(core.clone(), token.clone()));

@@ -19,7 +19,6 @@
 //! not delay the 202s.
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use monoio::time::Instant;
@@ -32,17 +31,20 @@ use crate::engine::settle::{first_action, fix_requested_at, settle, Action, Answ
 use crate::engine::vitals::{timeout_for, AttemptSignal, Ticket};
 use crate::ledger::claims::ClaimVerdict;
 use crate::ledger::journal::Entry;
-use crate::ledger::{Claim, Ledger, Record};
+use crate::ledger::{Claim, Ledger, Permit, Record};
 use crate::processor::Processor;
 use crate::upstream::api::{get_payment, post_payment, PostOutcome};
 use domain::time::{now_micros, Micros};
+use net::log::Throttle;
 
 /// Pause between attempts to write a settled payment to an unreachable ledger (Redis
 /// restarting): the record must land, and this keeps a dead Redis from being hammered.
 const RECORD_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// The wall-clock second of the last failed claim logged: at most one line a second.
-static CLAIM_FAILURE_LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Failed claims, intents and releases: at most one line a second of each.
+static CLAIM_FAILURES: Throttle = Throttle::new();
+static INTENT_FAILURES: Throttle = Throttle::new();
+static RELEASE_FAILURES: Throttle = Throttle::new();
 
 /// Placements in a row before the dispatcher lets the connection loop run: a backlog
 /// of thousands drained at once would otherwise hold the core for milliseconds.
@@ -211,10 +213,10 @@ async fn attempt<L: Ledger>(
             }
             Action::Send => {
                 if !p.claimed {
-                    match claim(core, p.id).await {
+                    match claim(core, p).await {
                         Some(true) => p.claimed = true,
                         Some(false) => {
-                            core.journal_write(Entry::Done { id: p.id });
+                            release(core, p).await;
                             break None;
                         }
                         None => break Some(core.config.retry_delay),
@@ -235,6 +237,25 @@ async fn attempt<L: Ledger>(
                 if !core.journal_write(intent) {
                     break Some(core.config.retry_delay);
                 }
+                let permit = core
+                    .ledger
+                    .intent(p.id, p.origin, target, sent.requested_at)
+                    .await;
+                match permit {
+                    Ok(Permit::Go) => {}
+                    Ok(Permit::Theirs) => {
+                        release(core, p).await;
+                        break None;
+                    }
+                    // The instance that took this payment over settles it.
+                    Ok(Permit::TakenOver) => break None,
+                    Err(e) => {
+                        INTENT_FAILURES.log(|| {
+                            format!("journaling an attempt failed, it waits and tries again: {e}")
+                        });
+                        break Some(core.config.retry_delay);
+                    }
+                }
                 let outcome = post_payment(client, p.id, p.cents, sent.requested_at, timeout).await;
                 let now = Instant::now();
                 if let Some(t) = ticket.take() {
@@ -251,7 +272,7 @@ async fn attempt<L: Ledger>(
                 break None;
             }
             Action::Nothing => {
-                core.journal_write(Entry::Done { id: p.id });
+                release(core, p).await;
                 break None;
             }
             Action::PlaceNow => break Some(Duration::ZERO),
@@ -276,12 +297,13 @@ async fn attempt<L: Ledger>(
     again
 }
 
-/// Claims payment `id` for this instance before its first attempt: `Some(true)` when
-/// this instance may charge it (a claim it keeps itself is journaled first), `Some(false)`
-/// when another instance charges it, `None` when the claim could not be made (the
-/// payment waits and claims again).
-async fn claim<L: Ledger>(core: &Core<L>, id: u128) -> Option<bool> {
-    let verdict = match core.ledger.claim(id).await {
+/// Claims payment `p` for its journal entry before its first attempt: `Some(true)` when
+/// this instance may charge it (a claim it keeps itself is journaled first),
+/// `Some(false)` when another instance or entry charges it, `None` when the claim could
+/// not be made (the payment waits and claims again).
+async fn claim<L: Ledger>(core: &Core<L>, p: &Payment) -> Option<bool> {
+    let id = p.id;
+    let verdict = match core.ledger.claim(id, p.origin).await {
         Ok(Claim::Mine { kept_here }) => {
             let claimant = core.instance.ring.as_ref().map_or(0, |r| r.me() as u8);
             if kept_here && !core.journal_write(Entry::Claimed { id, claimant }) {
@@ -291,10 +313,8 @@ async fn claim<L: Ledger>(core: &Core<L>, id: u128) -> Option<bool> {
         }
         Ok(Claim::Theirs) => ClaimVerdict::Theirs,
         Err(e) => {
-            let second = (now_micros() / 1_000_000) as u64;
-            if CLAIM_FAILURE_LOGGED.swap(second, Relaxed) != second {
-                net::log!("claiming a payment failed, it waits and claims again: {e}");
-            }
+            CLAIM_FAILURES
+                .log(|| format!("claiming a payment failed, it waits and claims again: {e}"));
             ClaimVerdict::Failed
         }
     };
@@ -303,6 +323,16 @@ async fn claim<L: Ledger>(core: &Core<L>, id: u128) -> Option<bool> {
         ClaimVerdict::Mine => Some(true),
         ClaimVerdict::Theirs => Some(false),
         ClaimVerdict::Failed => None,
+    }
+}
+
+/// Settles payment `p` without a charge here: journaled as done, and its entry in the
+/// ledger's journal closed. A release that fails leaves the entry open; whoever takes
+/// it over later finds the payment claimed by another and releases it then.
+async fn release<L: Ledger>(core: &Core<L>, p: &Payment) {
+    core.journal_write(Entry::Done { id: p.id });
+    if let Err(e) = core.ledger.release(p.id, p.origin).await {
+        RELEASE_FAILURES.log(|| format!("closing a settled payment's journal entry failed: {e}"));
     }
 }
 
@@ -323,7 +353,7 @@ async fn record<L: Ledger>(
     // is there).
     core.journal_write(Entry::Recorded(rec));
     loop {
-        match core.ledger.record(rec).await {
+        match core.ledger.settle(rec, p.origin).await {
             Ok(_) => {
                 core.metrics.settled(processor);
                 return;

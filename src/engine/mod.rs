@@ -4,4 +4,5 @@ pub mod payment;
 pub mod policy;
 pub mod queue;
 pub mod settle;
+pub mod takeover;
 pub mod vitals;

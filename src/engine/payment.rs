@@ -11,6 +11,7 @@
 //!                                                                     settle time frees it
 //! ```
 
+use crate::ledger::Origin;
 use crate::processor::Processor;
 use domain::money::Cents;
 use domain::time::Micros;
@@ -41,6 +42,8 @@ pub struct Payment {
     /// Whether this instance's claim on it was granted ([`crate::ledger::claims`]):
     /// until then it is not sent anywhere.
     pub claimed: bool,
+    /// Which journal entry it is: this instance's own acceptance, or one taken over.
+    pub origin: Origin,
     /// When this instance accepted it: its age decides how long it may still wait.
     pub accepted: monoio::time::Instant,
 }
@@ -54,6 +57,7 @@ impl Payment {
             requested_at: [None, None],
             stage: Stage::Queued,
             claimed: false,
+            origin: Origin::OWN,
             accepted: monoio::time::Instant::now(),
         }
     }

@@ -167,7 +167,7 @@ impl<L: Ledger> Internal<L> {
 }
 
 impl<L: Ledger> Service for Internal<L> {
-    fn commit(&self) -> bool {
+    async fn commit(&self) -> bool {
         self.core.journal_commit()
     }
 

@@ -17,6 +17,7 @@ use domain::time::{parse_iso, Round};
 use http1::request::{query_param, Method, Request};
 use http1::response::{Reply, ACCEPTED};
 use http1::server::Service;
+use net::log::Throttle;
 
 /// Every public endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub fn route(path: &[u8]) -> Option<(Route, Method)> {
 
 /// Purges refused for a missing or wrong `PURGE_TOKEN`, logged at most once a second.
 static PURGE_REFUSALS: Refusals = Refusals::new();
+
+/// Failed commits, logged at most once a second.
+static COMMIT_FAILURES: Throttle = Throttle::new();
 
 /// One core's public HTTP service.
 pub struct Public<L> {
@@ -77,6 +81,7 @@ impl<L: Ledger> Public<L> {
             Ok(()) => {
                 // Appended with this batch's answers, before they leave (commit).
                 self.core.journal_add(Entry::Accepted { id, cents });
+                self.core.ledger.stage(id, cents);
                 self.core.took();
                 self.core.metrics.accepted();
                 reply.preserialized(ACCEPTED)
@@ -154,8 +159,21 @@ impl<L: Ledger> Service for Public<L> {
         self.core.instance.stop.is_set()
     }
 
-    fn commit(&self) -> bool {
-        self.core.journal_commit()
+    /// The memory ledger's journal file, then the ledger's own journal (the Redis
+    /// Stream): the batch's 202s leave only once both hold its acceptances.
+    async fn commit(&self) -> bool {
+        if !self.core.journal_commit() {
+            return false;
+        }
+        match self.core.ledger.commit().await {
+            Ok(()) => true,
+            Err(e) => {
+                COMMIT_FAILURES.log(|| {
+                    format!("journaling accepted payments failed, their answers are not sent: {e}")
+                });
+                false
+            }
+        }
     }
 
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {

@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use super::claims::{ClaimBatcher, ClaimTable, Ring, RING_HEADER};
 use super::idset::IdSet;
-use super::{Claim, Ledger, LedgerError, Record, Summary, Totals, Window};
+use super::{Claim, Ledger, LedgerError, Origin, Record, Summary, Totals, Window};
 use crate::processor::Processor;
 use domain::time::Micros;
 use http1::client::Client;
@@ -423,7 +423,8 @@ impl Ledger for MemoryLedger {
         Ok(())
     }
 
-    async fn claim(&self, id: u128) -> Result<Claim, LedgerError> {
+    /// The memory ledger takes no journal over, so every payment is its own instance's.
+    async fn claim(&self, id: u128, _origin: Origin) -> Result<Claim, LedgerError> {
         // Alone, an instance's accepted set already keeps each id once.
         let Some(c) = &self.claims else {
             return Ok(Claim::Mine { kept_here: false });

@@ -54,7 +54,7 @@ pub trait Service {
     /// Makes durable what the answers of one batch promise, just before they are
     /// written (one call per batch of requests read together: group commit). False:
     /// that failed, and the answers are not sent (the connection is closed).
-    fn commit(&self) -> bool {
+    async fn commit(&self) -> bool {
         true
     }
 
@@ -200,7 +200,7 @@ where
             state = ConnState::Idle;
         }
         if !out.is_empty() {
-            if !service.commit() {
+            if !service.commit().await {
                 return;
             }
             let deadline = Instant::now() + timeouts.request;

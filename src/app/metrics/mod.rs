@@ -57,6 +57,7 @@ pub struct Metrics {
     settled: [AtomicU64; 2],
     resolved: [AtomicU64; Resolved::ALL.len()],
     claims: [AtomicU64; ClaimVerdict::ALL.len()],
+    inherited: AtomicU64,
     health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
     health: [AtomicU64; 2],
     /// The client connection cap, whose open, refused and out-of-fds counts are shown
@@ -77,6 +78,7 @@ impl Metrics {
             settled: Default::default(),
             resolved: Default::default(),
             claims: Default::default(),
+            inherited: AtomicU64::new(0),
             health_polls: Default::default(),
             health: Default::default(),
             connections: OnceLock::new(),
@@ -129,6 +131,11 @@ impl Metrics {
 
     pub fn claim(&self, v: ClaimVerdict) {
         self.claims[v.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A payment taken over from a dead instance's journal.
+    pub fn inherited(&self) {
+        self.inherited.fetch_add(1, Relaxed);
     }
 }
 

@@ -217,6 +217,13 @@ impl Metrics {
         }
         family(
             out,
+            "gateway_inherited_total",
+            "counter",
+            "Unsettled payments taken over from instances whose journal lease ran out.",
+        );
+        sample(out, "gateway_inherited_total", "", load(&self.inherited));
+        family(
+            out,
             "gateway_health_polls_total",
             "counter",
             "Health polls made by this instance.",
@@ -325,6 +332,7 @@ mod tests {
         m.settled(Processor::Fallback);
         m.resolved(Resolved::Freed);
         m.claim(ClaimVerdict::Theirs);
+        m.inherited();
         m.core(1).queue_depth.store(7, Relaxed);
         m.core(0).queue_depth.store(3, Relaxed);
         m.core(1).state[0].store(2, Relaxed);
@@ -348,6 +356,7 @@ mod tests {
             "gateway_uncertain_resolved_total{result=\"freed\"} 1",
             "gateway_claims_total{verdict=\"theirs\"} 1",
             "gateway_claims_total{verdict=\"mine\"} 0",
+            "gateway_inherited_total 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",
             "gateway_connections_open 1",
