@@ -181,10 +181,13 @@ def _parse_mem(s):
     return int(float(m.group(1)) * mult)
 
 
-# Variables the runner sets itself to wire the processes together; everything else a
-# service's `environment` in docker-compose.yml says (CORES, IO_DRIVER, tuning) is applied.
+# Variables the runner sets itself to wire the processes together (JOURNAL_DIR: a
+# directory per gateway in its run directory, for the memory ledger only); everything
+# else a service's `environment` in docker-compose.yml says (CORES, IO_DRIVER, tuning) is
+# applied.
 WIRING_VARS = {"LISTEN", "HANDOFF", "INTERNAL_LISTEN", "PEER_TOKEN", "PEERS", "UPSTREAMS",
-               "PROCESSOR_DEFAULT_URL", "PROCESSOR_FALLBACK_URL", "INSTANCE_ID", "REDIS_URL"}
+               "PROCESSOR_DEFAULT_URL", "PROCESSOR_FALLBACK_URL", "INSTANCE_ID", "REDIS_URL",
+               "JOURNAL_DIR"}
 
 
 def compose_services():

@@ -7,6 +7,10 @@
 //! sent. A lookup's 404 is believed only `UNCERTAIN_SETTLE_MS` after the takeover, so an
 //! attempt the dead instance sent just before it died cannot be charged twice.
 //!
+//! An instance takes over only once it has reached Redis for a whole lease: after Redis
+//! comes back from an outage longer than a lease, every lease has run out, and each live
+//! instance must first have had the time to renew its own.
+//!
 //! An instance that finds its own journal taken over (it stalled past its lease) exits:
 //! its unsettled payments are the taker's now, and it can charge none of them.
 
@@ -28,11 +32,16 @@ static FAILURES: Throttle = Throttle::new();
 /// Runs the lease and the takeovers for as long as the instance runs; returns at once
 /// when the ledger keeps no shared journal.
 pub async fn run<L: Ledger>(core: Rc<Core<L>>) {
-    let every = core.config.journal_lease / 3;
+    let lease = core.config.journal_lease;
+    let every = lease / 3;
+    // Since when every renewal has reached Redis.
+    let mut reachable_since: Option<Instant> = None;
     loop {
         match core.ledger.heartbeat().await {
             Ok(Liveness::NoJournal) => return,
-            Ok(Liveness::Alive) => {}
+            Ok(Liveness::Alive) => {
+                reachable_since.get_or_insert_with(Instant::now);
+            }
             Ok(Liveness::TakenOver { by }) => {
                 net::log!(
                     "this instance's journal was taken over by {by} (its lease ran out): \
@@ -40,9 +49,13 @@ pub async fn run<L: Ledger>(core: Rc<Core<L>>) {
                 );
                 std::process::exit(TAKEN_OVER_EXIT);
             }
-            Err(e) => FAILURES.log(|| format!("renewing the journal's lease failed: {e}")),
+            Err(e) => {
+                reachable_since = None;
+                FAILURES.log(|| format!("renewing the journal's lease failed: {e}"));
+            }
         }
-        if !core.instance.stop.is_set() {
+        let settled_in = reachable_since.is_some_and(|t| t.elapsed() >= lease);
+        if settled_in && !core.instance.stop.is_set() {
             take_over(&core).await;
         }
         monoio::time::sleep(every).await;
