@@ -88,6 +88,29 @@ fn a_killed_gateway_restarted_on_its_journal_loses_and_doubles_nothing() {
     assert_eq!(charged([&default, &fallback]).0, u64::from(N));
 }
 
+/// Gateways `gw1` and `gw2` on sockets in `dir`, sharing the Redis ledger at `redis`.
+fn redis_gateways(
+    dir: &RunDir,
+    redis: &str,
+    sims: [&Proc; 2],
+    vars: &[(&str, String)],
+) -> Vec<Proc> {
+    ["gw1", "gw2"]
+        .iter()
+        .map(|name| {
+            let spec = GatewaySpec {
+                ledger: GatewayLedger::Redis(redis.to_string()),
+                ..gateway_spec(
+                    name,
+                    &dir.sock(&format!("{name}.sock")),
+                    [sims[0].url(), sims[1].url()],
+                )
+            };
+            gateway(&spec, vars)
+        })
+        .collect()
+}
+
 /// The count in gateway `gw`'s summary over both processors, if it answers.
 fn summary_count(gw: &Proc) -> Option<u64> {
     let r = get(&gw.addr, "/payments-summary");
@@ -116,20 +139,7 @@ fn a_killed_redis_server_restarted_on_its_aof_loses_and_doubles_nothing() {
         ("CORES", "1".to_string()),
         ("MAX_IN_FLIGHT", "2".to_string()),
     ];
-    let gws: Vec<Proc> = ["gw1", "gw2"]
-        .iter()
-        .map(|name| {
-            let spec = GatewaySpec {
-                ledger: GatewayLedger::Redis(redis.url()),
-                ..gateway_spec(
-                    name,
-                    &dir.sock(&format!("{name}.sock")),
-                    [default.url(), fallback.url()],
-                )
-            };
-            gateway(&spec, &vars)
-        })
-        .collect();
+    let gws = redis_gateways(&dir, &redis.url(), [&default, &fallback], &vars);
     const N: u32 = 60;
     for n in 0..N {
         let gw = &gws[n as usize % 2];
@@ -179,20 +189,7 @@ fn a_killed_gateway_of_the_redis_ledger_is_finished_by_the_survivor() {
         ("PROCESSOR_TIMEOUT_MS", "1000".to_string()),
         ("UNCERTAIN_SETTLE_MS", "1500".to_string()),
     ];
-    let mut gws: Vec<Proc> = ["gw1", "gw2"]
-        .iter()
-        .map(|name| {
-            let spec = GatewaySpec {
-                ledger: GatewayLedger::Redis(redis.url()),
-                ..gateway_spec(
-                    name,
-                    &dir.sock(&format!("{name}.sock")),
-                    [default.url(), fallback.url()],
-                )
-            };
-            gateway(&spec, &vars)
-        })
-        .collect();
+    let mut gws = redis_gateways(&dir, &redis.url(), [&default, &fallback], &vars);
     const N: u32 = 30;
     let ids: Vec<String> = (0..N).map(|n| uuid(82, n)).collect();
     for id in &ids {

@@ -344,6 +344,15 @@ async fn len(url: &str, cmd: &str, key: &str) -> i64 {
     }
 }
 
+/// Nothing is left of the journal: no entry pending at `consumer`, none in the stream,
+/// the entries hash or the intents hash.
+async fn assert_settled(url: &str, consumer: &str) {
+    assert_eq!(pending(url, consumer).await, 0);
+    assert_eq!(len(url, "XLEN", STREAM_KEY).await, 0);
+    assert_eq!(len(url, "HLEN", ENTRIES_KEY).await, 0);
+    assert_eq!(len(url, "HLEN", INTENTS_KEY).await, 0);
+}
+
 #[monoio::test_all(timer_enabled = true)]
 async fn an_accepted_payment_is_pending_until_settled() {
     let server = server(Listen::Unix);
@@ -386,10 +395,7 @@ async fn an_accepted_payment_is_pending_until_settled() {
     );
     a.release(2, own).await.unwrap();
     // Settled entries leave the stream, the entries hash and the intents hash.
-    assert_eq!(pending(&url, "gw-a").await, 0);
-    assert_eq!(len(&url, "XLEN", STREAM_KEY).await, 0);
-    assert_eq!(len(&url, "HLEN", ENTRIES_KEY).await, 0);
-    assert_eq!(len(&url, "HLEN", INTENTS_KEY).await, 0);
+    assert_settled(&url, "gw-a").await;
     assert_eq!(
         a.summary(Window::ALL).await.unwrap().default,
         totals(1, 1990)
@@ -481,9 +487,7 @@ async fn a_dead_consumers_payments_are_taken_over_once() {
         let r = rec(id, Processor::Fallback, T0, 100 * id as i64);
         assert!(b.settle(r, origin).await.unwrap());
     }
-    assert_eq!(pending(&url, "gw-b").await, 0);
-    assert_eq!(len(&url, "XLEN", STREAM_KEY).await, 0);
-    assert_eq!(len(&url, "HLEN", ENTRIES_KEY).await, 0);
+    assert_settled(&url, "gw-b").await;
     assert_eq!(
         a.summary(Window::ALL).await.unwrap().fallback,
         totals(3, 600)
