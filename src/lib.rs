@@ -72,7 +72,8 @@
 //! - [`app::config`]: environment variables, errors naming the variable.
 //! - [`app::state`]: per-instance ([`app::state::Instance`]) and per-core
 //!   ([`app::state::Core`]) state.
-//! - [`app::metrics`]: counters and per-core gauges behind `GET /metrics`, written by
+//! - [`app::metrics`]: counters, per-core gauges and latency histograms
+//!   ([`app::metrics::histogram`]) behind `GET /metrics`, written by
 //!   [`app::metrics::render`].
 //! - [`app::start`]: binds, starts one runtime per core and spawns each core's tasks.
 //!

@@ -134,6 +134,55 @@ fn slow_client_is_closed(driver: &str) {
     assert_eq!(metric(&o.gw, "gateway_accepted_total", &[]), 0.0);
 }
 
+/// The count of `gateway_request_duration_seconds` for `route`.
+fn timed(gw: &Proc, route: &str) -> f64 {
+    let label = format!("route=\"{route}\"");
+    metric(gw, "gateway_request_duration_seconds_count", &[&label])
+}
+
+#[test]
+fn the_latency_histograms_count_every_public_request() {
+    let o = one("epoll", &[]);
+    // Ten payments, a health check and an unknown path pipelined on one connection,
+    // then a summary on another: two connections, thirteen requests.
+    let mut conn = RawSocket::open(&o.gw.addr);
+    let mut all = Vec::new();
+    for n in 0..10 {
+        all.extend(payment_request(100 + n));
+    }
+    all.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\nGET /nowhere HTTP/1.1\r\n\r\n");
+    conn.send(&all);
+    let mut pending = Vec::new();
+    for _ in 0..12 {
+        conn.response(&mut pending).unwrap();
+    }
+    assert_eq!(get(&o.gw.addr, "/payments-summary").status, 200);
+    // Counted once the answers are written, which the client may see first.
+    wait_for("the summary counted", || {
+        (timed(&o.gw, "summary") == 1.0).then_some(())
+    });
+    assert_eq!(timed(&o.gw, "payments"), 10.0);
+    assert_eq!(timed(&o.gw, "health"), 1.0);
+    assert_eq!(timed(&o.gw, "other"), 1.0);
+    assert_eq!(timed(&o.gw, "purge"), 0.0);
+    // The buckets are cumulative: the last holds them all. /metrics itself, on the
+    // internal plane, is not counted.
+    let payments = "route=\"payments\"";
+    let bucket = |le: &str| {
+        let le = format!("le=\"{le}\"");
+        metric(
+            &o.gw,
+            "gateway_request_duration_seconds_bucket",
+            &[payments, &le],
+        )
+    };
+    assert_eq!(bucket("+Inf"), 10.0);
+    assert!(bucket("0.001") <= bucket("0.01"));
+    assert!(metric(&o.gw, "gateway_request_duration_seconds_sum", &[payments]) > 0.0);
+    assert_eq!(metric(&o.gw, "gateway_first_byte_seconds_count", &[]), 2.0);
+    drop(conn);
+}
+
 #[test]
 fn slow_client_times_out_uring() {
     slow_client_is_closed("uring");

@@ -33,6 +33,33 @@ pub enum Route {
     Health,
 }
 
+impl Route {
+    /// Every route, in the order of [`Route::index`]; the requests of no route are
+    /// timed under the index after the last ([`OTHER_LABEL`]).
+    pub const ALL: [Route; 4] = [Route::Payments, Route::Summary, Route::Purge, Route::Health];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The route's label in `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Payments => "payments",
+            Route::Summary => "summary",
+            Route::Purge => "purge",
+            Route::Health => "health",
+        }
+    }
+}
+
+/// The timing label of a request that is no route's (404, 405).
+pub const OTHER_LABEL: usize = Route::ALL.len();
+const _: () = assert!(
+    OTHER_LABEL < http1::server::MAX_LABELS,
+    "one label too many"
+);
+
 /// Maps a path to its public route and the one method it takes.
 pub fn route(path: &[u8]) -> Option<(Route, Method)> {
     Some(match path {
@@ -176,6 +203,21 @@ impl<L: Ledger> Service for Public<L> {
         }
     }
 
+    fn label(&self, req: &Request<'_>) -> usize {
+        match route(req.path) {
+            Some((route, method)) if req.method == method => route.index(),
+            _ => OTHER_LABEL,
+        }
+    }
+
+    fn answered(&self, label: usize, n: u32, elapsed: std::time::Duration) {
+        self.core.metrics.answered(label, n, elapsed);
+    }
+
+    fn first_bytes(&self, elapsed: std::time::Duration) {
+        self.core.metrics.first_bytes(elapsed);
+    }
+
     async fn call(&self, req: &Request<'_>, reply: &mut Reply<'_>) {
         let Some((route, method)) = route(req.path) else {
             return reply.error(404, NO_SUCH_ENDPOINT);
@@ -258,6 +300,14 @@ pub fn write_summary(out: &mut Vec<u8>, s: &Summary) {
 mod tests {
     use super::*;
     use crate::ledger::Totals;
+
+    #[test]
+    fn route_labels_follow_their_table() {
+        crate::label_table::assert_consistent(&Route::ALL, Route::index, Route::name);
+        for r in Route::ALL {
+            assert!(r.index() < OTHER_LABEL);
+        }
+    }
 
     #[test]
     fn summary_json() {

@@ -45,7 +45,18 @@ pub const READ_BUF_MAX: usize = MAX_HEAD_BYTES + MAX_BODY_BYTES + READ_MIN_ROOM;
 /// summary a few hundred; bigger answers and pipelined bursts grow it.
 pub const WRITE_BUF_RESTING: usize = 512;
 
+/// How many timing labels a service may tell apart ([`Service::label`]).
+pub const MAX_LABELS: usize = 8;
+
 /// What a server does with each complete request.
+///
+/// The connection loop also times what it serves, for services that count it: each
+/// request from the read that brought its first byte to the end of the write that
+/// carried its answer ([`Service::answered`], by the request's [`Service::label`]), and
+/// each connection from its accept to its first bytes ([`Service::first_bytes`]). The
+/// requests answered by one write share its time; a request's first byte is dated by
+/// the read that brought it, or, for one that began in the rest of the buffer after an
+/// answered batch, by the last read before that batch's write.
 #[allow(async_fn_in_trait)]
 pub trait Service {
     /// Answers `req` by appending one complete response to `reply`.
@@ -63,6 +74,18 @@ pub trait Service {
     fn closing(&self) -> bool {
         false
     }
+
+    /// The timing label of `req`, below [`MAX_LABELS`] (larger ones count as the last).
+    fn label(&self, _req: &Request<'_>) -> usize {
+        0
+    }
+
+    /// `n` requests of label `label`, answered by one write, took `elapsed` from their
+    /// first byte read to that write's end.
+    fn answered(&self, _label: usize, _n: u32, _elapsed: Duration) {}
+
+    /// A connection's first bytes were read `elapsed` after it was accepted.
+    fn first_bytes(&self, _elapsed: Duration) {}
 }
 
 /// Connection timeouts.
@@ -166,9 +189,16 @@ where
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF_RESTING);
     // Allocated with the first answer.
     let mut out: Vec<u8> = Vec::new();
+    let accepted_at = Instant::now();
     let mut state = ConnState::Receiving {
-        deadline: Instant::now() + timeouts.request,
+        deadline: accepted_at + timeouts.request,
     };
+    // Timing: whether a byte was read yet, the last read's end, when the first byte of
+    // the oldest unanswered request was read, and the requests of the batch by label.
+    let mut read_any = false;
+    let mut last_read = accepted_at;
+    let mut started: Option<Instant> = None;
+    let mut batch = [0u32; MAX_LABELS];
     loop {
         // Answer every complete request in the buffer.
         let mut consumed = 0;
@@ -180,6 +210,7 @@ where
             match request::parse(&buf[consumed..]) {
                 Ok(Status::Complete(req)) => {
                     consumed += req.len();
+                    batch[service.label(&req).min(MAX_LABELS - 1)] += 1;
                     closing = !req.keep_alive || service.closing();
                     let mut reply = Reply::new(&mut out, closing);
                     service.call(&req, &mut reply).await;
@@ -212,6 +243,17 @@ where
             if res.is_err() {
                 return;
             }
+            if let Some(t) = started {
+                let elapsed = Instant::now().saturating_duration_since(t);
+                for (label, n) in batch.iter_mut().enumerate() {
+                    if *n > 0 {
+                        service.answered(label, *n, elapsed);
+                        *n = 0;
+                    }
+                }
+            }
+            // A request begun in the rest of the buffer arrived by the last read.
+            started = (!buf.is_empty()).then_some(last_read);
             out.clear();
             if out.capacity() > WRITE_BUF_RESTING {
                 // Cut back after a burst (allocated again with the next answer).
@@ -260,7 +302,14 @@ where
         buf = slice.into_inner();
         match res {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(_) => {
+                last_read = Instant::now();
+                started.get_or_insert(last_read);
+                if !read_any {
+                    read_any = true;
+                    service.first_bytes(last_read.saturating_duration_since(accepted_at));
+                }
+            }
         }
     }
 }

@@ -201,6 +201,9 @@ mod tests {
         assert_eq!(buf, b"ping");
     }
 
+    /// Numbers the test directories of this process.
+    static NEXT_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
     #[monoio::test_all(timer_enabled = true)]
     async fn connects_over_tcp_and_unix() {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -208,9 +211,9 @@ mod tests {
         std::thread::spawn(move || echo_once(tcp.accept().unwrap().0));
         round_trip(&Addr::parse(&format!("localhost:{port}")).unwrap()).await;
 
-        // The test runs once per driver, possibly at the same time: one directory each.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The test runs once per driver, possibly at the same time: one directory each
+        // (the counter is the module's: a static in this body would be one per driver).
+        let n = NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("net-stream-test-{}-{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("echo.sock");

@@ -1,20 +1,25 @@
 //! Counters and gauges of one instance, served as `GET /metrics` in the Prometheus text
 //! format.
 //!
-//! Counters are relaxed atomics shared by the cores (one add per event). Per-core
+//! Counters are relaxed atomics shared by the cores (one add per event); so are the
+//! buckets of the request and first-byte histograms ([`histogram`]), which the
+//! connection loop feeds once per answered batch and once per connection. Per-core
 //! gauges (queue depth, in-flight, processor state, latency) are stored by that core's
 //! dispatcher each time it runs, and read by whichever core answers `/metrics`.
 //! [`render`] writes them out.
 
+pub mod histogram;
 pub mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
+use histogram::Histogram;
 use http1::limit::ConnLimit;
 
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
+use crate::intake::routes::{Route, OTHER_LABEL};
 use crate::ledger::claims::ClaimVerdict;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
@@ -58,6 +63,11 @@ pub struct Metrics {
     resolved: [AtomicU64; Resolved::ALL.len()],
     claims: [AtomicU64; ClaimVerdict::ALL.len()],
     inherited: AtomicU64,
+    /// Public requests from first byte read to answer written, by [`Route::index`]
+    /// (and [`OTHER_LABEL`]).
+    requests: [Histogram; Route::ALL.len() + 1],
+    /// Public connections from accept to first bytes read.
+    first_bytes: Histogram,
     health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
     health: [AtomicU64; 2],
     /// The client connection cap, whose open, refused and out-of-fds counts are shown
@@ -79,6 +89,8 @@ impl Metrics {
             resolved: Default::default(),
             claims: Default::default(),
             inherited: AtomicU64::new(0),
+            requests: Default::default(),
+            first_bytes: Histogram::default(),
             health_polls: Default::default(),
             health: Default::default(),
             connections: OnceLock::new(),
@@ -131,6 +143,17 @@ impl Metrics {
 
     pub fn claim(&self, v: ClaimVerdict) {
         self.claims[v.index()].fetch_add(1, Relaxed);
+    }
+
+    /// `n` public requests of timing label `label` answered `elapsed` after their first
+    /// byte was read.
+    pub fn answered(&self, label: usize, n: u32, elapsed: std::time::Duration) {
+        self.requests[label.min(OTHER_LABEL)].observe(elapsed, n);
+    }
+
+    /// A public connection's first bytes, `elapsed` after its accept.
+    pub fn first_bytes(&self, elapsed: std::time::Duration) {
+        self.first_bytes.observe(elapsed, 1);
     }
 
     /// A payment taken over from a dead instance's journal.

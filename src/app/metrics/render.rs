@@ -8,6 +8,7 @@ use crate::app::metrics::{CoreGauges, Metrics};
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
 use crate::engine::vitals::State;
+use crate::intake::routes::Route;
 use crate::ledger::claims::ClaimVerdict;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
@@ -217,6 +218,28 @@ impl Metrics {
         }
         family(
             out,
+            "gateway_request_duration_seconds",
+            "histogram",
+            "Public requests from the read of their first byte to the write of their answer, by route.",
+        );
+        for (i, h) in self.requests.iter().enumerate() {
+            let name = Route::ALL.get(i).map_or("other", |r| r.name());
+            h.render(
+                out,
+                "gateway_request_duration_seconds",
+                &format!("route=\"{name}\""),
+            );
+        }
+        family(
+            out,
+            "gateway_first_byte_seconds",
+            "histogram",
+            "Public connections from their accept to the read of their first bytes.",
+        );
+        self.first_bytes
+            .render(out, "gateway_first_byte_seconds", "");
+        family(
+            out,
             "gateway_inherited_total",
             "counter",
             "Unsettled payments taken over from instances whose journal lease ran out.",
@@ -333,6 +356,17 @@ mod tests {
         m.resolved(Resolved::Freed);
         m.claim(ClaimVerdict::Theirs);
         m.inherited();
+        m.answered(
+            Route::Payments.index(),
+            3,
+            std::time::Duration::from_micros(120),
+        );
+        m.answered(
+            crate::intake::routes::OTHER_LABEL,
+            1,
+            std::time::Duration::from_micros(40),
+        );
+        m.first_bytes(std::time::Duration::from_millis(2));
         m.core(1).queue_depth.store(7, Relaxed);
         m.core(0).queue_depth.store(3, Relaxed);
         m.core(1).state[0].store(2, Relaxed);
@@ -357,6 +391,13 @@ mod tests {
             "gateway_claims_total{verdict=\"theirs\"} 1",
             "gateway_claims_total{verdict=\"mine\"} 0",
             "gateway_inherited_total 1",
+            "gateway_request_duration_seconds_bucket{route=\"payments\",le=\"0.0001\"} 0",
+            "gateway_request_duration_seconds_bucket{route=\"payments\",le=\"0.00015\"} 3",
+            "gateway_request_duration_seconds_count{route=\"payments\"} 3",
+            "gateway_request_duration_seconds_count{route=\"other\"} 1",
+            "gateway_request_duration_seconds_count{route=\"summary\"} 0",
+            "gateway_first_byte_seconds_bucket{le=\"0.002\"} 1",
+            "gateway_first_byte_seconds_count 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"failing\"} 1",
             "gateway_processor_state{core=\"1\",processor=\"default\",state=\"healthy\"} 0",
             "gateway_connections_open 1",
@@ -366,11 +407,16 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }
-        // Every sample line belongs to a family declared with # TYPE.
+        // Every sample line belongs to a family declared with # TYPE (a histogram's
+        // samples by its name with a suffix).
         for l in out.lines().filter(|l| !l.starts_with('#')) {
             let name = l.split(['{', ' ']).next().unwrap();
+            let histogram = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|base| out.contains(&format!("# TYPE {base} histogram")));
             assert!(
-                out.contains(&format!("# TYPE {name} ")),
+                histogram.is_some() || out.contains(&format!("# TYPE {name} ")),
                 "{name} has no TYPE"
             );
         }
