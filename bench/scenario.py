@@ -55,6 +55,8 @@ FEES = {"preview": ("0.05", "0.15"), "final": ("0.07", "0.10")}
 DURATION_S = {"preview": 60, "final": 300}
 
 LB_LISTEN = "127.0.0.1:9999"
+# With --backend nginx the stack's lb listens here, idle, and nginx takes LB_LISTEN.
+FLOOR_STACK_LISTEN = "127.0.0.1:9998"
 SIM_PORTS = (8001, 8002)
 # How long `stack` may take to print its "ready" (it bounds each child's start itself).
 START_TIMEOUT_S = 60
@@ -342,6 +344,8 @@ class Topology:
         self.stack = None
         self.bin_dir = None
         self.lines = []
+        self.floor = None
+        self.floor_dir = None
 
     def _env(self, services):
         """`stack`'s environment: its own settings, and the children's (IO_DRIVER, CORES,
@@ -353,7 +357,8 @@ class Topology:
         # that scenario sets them: they price how long payments wait for a failing
         # default (docs/routing.md).
         env.update({
-            "LISTEN": LB_LISTEN, "LEDGER": a.ledger, "LB_MODE": a.lb_mode,
+            "LISTEN": LB_LISTEN if a.backend == "stack" else FLOOR_STACK_LISTEN,
+            "LEDGER": a.ledger, "LB_MODE": a.lb_mode,
             "PROCESSOR_DEFAULT_FEE": dfee, "PROCESSOR_FALLBACK_FEE": ffee,
             "SIM_DEFAULT_LISTEN": f"127.0.0.1:{SIM_PORTS[0]}",
             "SIM_FALLBACK_LISTEN": f"127.0.0.1:{SIM_PORTS[1]}",
@@ -481,7 +486,49 @@ class Topology:
             raise RuntimeError(f"stack did not print the lb, both processors and the "
                                f"gateways: {self.lines}")
 
+    def start_floor(self, services):
+        """nginx on LB_LISTEN in place of the lb and gateways (the stack's stay idle), in
+        one cgroup with their CPU and memory together under --limits: the floor the
+        scenario's latency is measured against. It becomes the only member."""
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(nginx):
+            raise RuntimeError("--backend nginx needs nginx (apt-get install nginx)")
+        d = tempfile.mkdtemp(prefix="rinha-bench-nginx-")
+        self.floor_dir = d
+        with open(os.path.join(BENCH, "k6", "nginx-floor.conf")) as f:
+            conf = f.read().replace("NGINX_DIR", d).replace("NGINX_LISTEN", LB_LISTEN)
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(conf)
+        group = None
+        if services:
+            roles = [r for r in ("lb", "gateway-1", "gateway-2") if r in services]
+            group = Cgroup(f"rinha-bench-{os.getpid()}-floor",
+                           sum(services[r][0] for r in roles), sum(services[r][1] for r in roles))
+            self.cgroups.append(group)
+        self.floor = Proc("nginx", [nginx, "-c", os.path.join(d, "nginx.conf"), "-p", d],
+                          {}, self.logdir, self.netns)
+        if group is not None:
+            for path in group.procs_files():
+                with open(path, "w") as f:
+                    f.write(str(self.floor.pid))
+        deadline = time.time() + START_TIMEOUT_S
+        while True:
+            try:
+                if in_netns(self.netns, lambda: http_request(LB_LISTEN, "GET", "/health"))[0] == 202:
+                    break
+            except OSError:
+                pass
+            if self.floor.p.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"nginx did not answer on {LB_LISTEN}:\n"
+                                   f"{self.floor.log_text()}")
+            time.sleep(0.05)
+        self.backend_url = f"http://{LB_LISTEN}"
+        self.members = [Member("nginx", self.floor.pid, group)]
+
     def stop(self):
+        if self.floor is not None:
+            self.floor.stop()
+            shutil.rmtree(self.floor_dir, ignore_errors=True)
         if self.stack is not None:
             self.stack.stop(STACK_STOP_GRACE_S)
             if self.stack.p.returncode not in (0, None):
@@ -638,6 +685,9 @@ def main():
     ap.add_argument("--limits", action="store_true",
                     help="run lb and gateways under the docker-compose cpu/memory limits")
     ap.add_argument("--ledger", choices=("memory", "redis"), default="memory")
+    ap.add_argument("--backend", choices=("stack", "nginx"), default="stack",
+                    help="nginx: the floor, nginx answering at once in place of the lb and "
+                         "gateways (its score is meaningless; its p99 is the floor)")
     ap.add_argument("--lb-mode", choices=("handoff", "proxy"), default="handoff")
     ap.add_argument("--io-driver", choices=("auto", "uring", "epoll"), default=None)
     ap.add_argument("--cores", type=int, default=None, help="CORES for each gateway")
@@ -655,6 +705,8 @@ def main():
         label += f"-c{args.compress:g}"
     if args.limits:
         label += "-limits"
+    if args.backend == "nginx":
+        label += "-nginx"
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     outdir = args.out or os.path.join(BENCH, "results", f"{label}-{stamp}")
     raw = os.path.join(outdir, "raw")
@@ -678,6 +730,8 @@ def main():
         topo = Topology(args, netns, raw)
         log("starting the topology with target/release/stack")
         topo.start()
+        if args.backend == "nginx":
+            topo.start_floor(compose_services() if args.limits else {})
         log(f"backend {topo.backend_url}; gateways {topo.gateways}; "
             f"processors {topo.processor_urls}")
         sampler = Sampler(netns, topo, os.path.join(raw, "metrics.jsonl"))
@@ -759,7 +813,7 @@ def main():
             "label": label, "started": stamp, "commit": git_head(),
             "ledger": args.ledger, "lb_mode": args.lb_mode,
             "io_driver": args.io_driver or "default", "cores": args.cores,
-            "limits": args.limits, "kind": "stack",
+            "limits": args.limits, "kind": "stack" if args.backend == "stack" else "nginx-floor",
             "command": " ".join(["bench/scenario.py"] + sys.argv[1:]),
         }
         with open(os.path.join(outdir, "result.json"), "w") as f:
