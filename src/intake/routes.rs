@@ -304,9 +304,13 @@ mod tests {
     #[test]
     fn route_labels_follow_their_table() {
         crate::label_table::assert_consistent(&Route::ALL, Route::index, Route::name);
+        // The metrics' label table follows this one, "other" last.
+        use crate::app::metrics::ROUTE_LABELS;
         for r in Route::ALL {
-            assert!(r.index() < OTHER_LABEL);
+            assert_eq!(ROUTE_LABELS[r.index()], r.name());
         }
+        assert_eq!(ROUTE_LABELS[OTHER_LABEL], "other");
+        assert_eq!(ROUTE_LABELS.len(), OTHER_LABEL + 1);
     }
 
     #[test]

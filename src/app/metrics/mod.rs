@@ -19,11 +19,15 @@ use http1::limit::ConnLimit;
 
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
-use crate::intake::routes::{Route, OTHER_LABEL};
 use crate::ledger::claims::ClaimVerdict;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
 use crate::upstream::report::{PollCounter, PollError, Polled, Report};
+
+/// The route labels of the request histogram, by timing label: the public routes in the
+/// order of `intake::routes::Route::index`, then the requests of no route (its test
+/// checks the order).
+pub const ROUTE_LABELS: [&str; 5] = ["payments", "summary", "purge", "health", "other"];
 
 /// One core's gauges.
 #[derive(Default)]
@@ -63,9 +67,9 @@ pub struct Metrics {
     resolved: [AtomicU64; Resolved::ALL.len()],
     claims: [AtomicU64; ClaimVerdict::ALL.len()],
     inherited: AtomicU64,
-    /// Public requests from first byte read to answer written, by [`Route::index`]
-    /// (and [`OTHER_LABEL`]).
-    requests: [Histogram; Route::ALL.len() + 1],
+    /// Public requests from first byte read to answer written, by timing label
+    /// ([`ROUTE_LABELS`]).
+    requests: [Histogram; ROUTE_LABELS.len()],
     /// Public connections from accept to first bytes read.
     first_bytes: Histogram,
     health_polls: [[AtomicU64; Polled::ALL.len()]; 2],
@@ -148,7 +152,7 @@ impl Metrics {
     /// `n` public requests of timing label `label` answered `elapsed` after their first
     /// byte was read.
     pub fn answered(&self, label: usize, n: u32, elapsed: std::time::Duration) {
-        self.requests[label.min(OTHER_LABEL)].observe(elapsed, n);
+        self.requests[label.min(ROUTE_LABELS.len() - 1)].observe(elapsed, n);
     }
 
     /// A public connection's first bytes, `elapsed` after its accept.

@@ -4,11 +4,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::app::metrics::{CoreGauges, Metrics};
+use crate::app::metrics::{CoreGauges, Metrics, ROUTE_LABELS};
 use crate::engine::policy::Decision;
 use crate::engine::settle::Resolved;
 use crate::engine::vitals::State;
-use crate::intake::routes::Route;
 use crate::ledger::claims::ClaimVerdict;
 use crate::processor::Processor;
 use crate::upstream::api::PostOutcome;
@@ -222,8 +221,7 @@ impl Metrics {
             "histogram",
             "Public requests from the read of their first byte to the write of their answer, by route.",
         );
-        for (i, h) in self.requests.iter().enumerate() {
-            let name = Route::ALL.get(i).map_or("other", |r| r.name());
+        for (h, name) in self.requests.iter().zip(ROUTE_LABELS) {
             h.render(
                 out,
                 "gateway_request_duration_seconds",
@@ -356,16 +354,8 @@ mod tests {
         m.resolved(Resolved::Freed);
         m.claim(ClaimVerdict::Theirs);
         m.inherited();
-        m.answered(
-            Route::Payments.index(),
-            3,
-            std::time::Duration::from_micros(120),
-        );
-        m.answered(
-            crate::intake::routes::OTHER_LABEL,
-            1,
-            std::time::Duration::from_micros(40),
-        );
+        m.answered(0, 3, std::time::Duration::from_micros(120));
+        m.answered(4, 1, std::time::Duration::from_micros(40));
         m.first_bytes(std::time::Duration::from_millis(2));
         m.core(1).queue_depth.store(7, Relaxed);
         m.core(0).queue_depth.store(3, Relaxed);
