@@ -24,7 +24,7 @@ use net::runtime::{self, Driver};
 
 use crate::app::config::{GatewayConfig, LedgerConfig};
 use crate::app::state::{Core, Instance};
-use crate::engine::payment::{Payment, Stage};
+use crate::engine::payment::Payment;
 use crate::intake::handoff;
 use crate::intake::internal::Internal;
 use crate::intake::routes::Public;
@@ -217,14 +217,7 @@ fn restore(opened: Opened, instance: &Instance, store: &MemoryStore) -> Arc<Rest
 fn requeue<L: Ledger>(core: &Core<L>, payments: Vec<Unsettled>) {
     let now = monoio::time::Instant::now();
     for u in payments {
-        let mut p = Payment::new(u.id, u.cents);
-        p.requested_at = u.requested_at;
-        if let Some(processor) = u.pinned {
-            p.stage = Stage::Uncertain {
-                processor,
-                since: now,
-            };
-        }
+        let p = Payment::resumed(u.id, u.cents, u.requested_at, u.pinned, now);
         core.took();
         core.backlog.retry_at(now, p);
     }

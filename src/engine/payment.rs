@@ -62,6 +62,28 @@ impl Payment {
         }
     }
 
+    /// A payment picked up again after a crash (its own journal replayed, or a dead
+    /// instance's taken over): the `requestedAt` each processor was sent, and, when its
+    /// last attempt went to `pinned`, uncertain there from `now`, so it is looked up first
+    /// and a 404 is believed only after the settle time.
+    pub fn resumed(
+        id: u128,
+        cents: Cents,
+        requested_at: [Option<Micros>; 2],
+        pinned: Option<Processor>,
+        now: monoio::time::Instant,
+    ) -> Payment {
+        let mut p = Payment::new(id, cents);
+        p.requested_at = requested_at;
+        if let Some(processor) = pinned {
+            p.stage = Stage::Uncertain {
+                processor,
+                since: now,
+            };
+        }
+        p
+    }
+
     /// The processor an uncertain attempt pins it to.
     pub fn pinned(&self) -> Option<Processor> {
         match self.stage {

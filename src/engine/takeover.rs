@@ -19,7 +19,7 @@ use std::rc::Rc;
 use monoio::time::Instant;
 
 use crate::app::state::Core;
-use crate::engine::payment::{Payment, Stage};
+use crate::engine::payment::Payment;
 use crate::ledger::{Inherited, Ledger, Liveness};
 use net::log::Throttle;
 
@@ -90,15 +90,13 @@ fn inherit<L: Ledger>(core: &Core<L>, t: Inherited) {
     // A client's retry here is a duplicate from now on; the claims decide which
     // acceptance charges it.
     core.instance.accept(t.id);
-    let mut p = Payment::new(t.id, t.cents);
-    p.origin = t.origin;
-    if let Some((processor, requested_at)) = t.intent {
-        p.requested_at[processor.index()] = Some(requested_at);
-        p.stage = Stage::Uncertain {
-            processor,
-            since: now,
-        };
+    let mut requested_at = [None, None];
+    if let Some((processor, at)) = t.intent {
+        requested_at[processor.index()] = Some(at);
     }
+    let pinned = t.intent.map(|(processor, _)| processor);
+    let mut p = Payment::resumed(t.id, t.cents, requested_at, pinned, now);
+    p.origin = t.origin;
     core.took();
     core.metrics.inherited();
     core.backlog.retry_at(now, p);
