@@ -40,6 +40,8 @@
 //! - [`engine::dispatch`]: the dispatcher that places each payment by
 //!   [`engine::policy::decide`] and one task per attempt, which claims the payment
 //!   before its first attempt and journals each step.
+//! - [`engine::pace`]: the pace at which a core starts processor requests, so that a
+//!   drained backlog does not delay the 202s.
 //! - [`engine::policy`]: the routing decision, a pure function of both processors'
 //!   views, the payment's age and the configuration.
 //! - [`engine::takeover`]: with the Redis ledger, the lease on this instance's journal

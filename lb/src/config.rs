@@ -1,5 +1,6 @@
 //! The lb's configuration from environment variables (listed in the README):
-//! `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`, `SHUTDOWN_GRACE_MS`.
+//! `LISTEN`, `UPSTREAMS`, `LB_MODE`, `IO_DRIVER`, `CORES`, `SCHED_SLICE_US`,
+//! `SHUTDOWN_GRACE_MS`.
 
 use std::time::Duration;
 
@@ -45,6 +46,9 @@ pub struct LbConfig {
     pub mode: LbMode,
     pub io_driver: IoDriver,
     pub cores: usize,
+    /// `SCHED_SLICE_US`: the scheduler slice of each core thread ([`net::sched`]);
+    /// `None`: the kernel's.
+    pub sched_slice: Option<Duration>,
     /// `SHUTDOWN_GRACE_MS`: after a stop signal, how long clients still waiting for a
     /// gateway's verdict (hand-off) or still proxied may take before the lb exits.
     pub shutdown_grace: Duration,
@@ -78,6 +82,7 @@ impl LbConfig {
             upstreams,
             mode,
             io_driver: v.io_driver()?,
+            sched_slice: v.sched_slice(net::sched::DEFAULT_SLICE)?,
             cores: v.count("CORES", DEFAULT_CORES)?,
             shutdown_grace: v.millis("SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE)?,
         })
@@ -155,6 +160,7 @@ mod tests {
             &[up, ("LISTEN", "9999")],
             &[up, ("IO_DRIVER", "kqueue")],
             &[up, ("CORES", "0")],
+            &[up, ("SCHED_SLICE_US", "99")],
         ];
         let vars = [
             "UPSTREAMS",
@@ -166,6 +172,7 @@ mod tests {
             "LISTEN",
             "IO_DRIVER",
             "CORES",
+            "SCHED_SLICE_US",
         ];
         for (pairs, var) in cases.iter().zip(vars) {
             let err = cfg(pairs).unwrap_err();

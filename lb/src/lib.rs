@@ -85,6 +85,7 @@ pub fn run(config: LbConfig) -> Result<(), String> {
         let listeners = listeners.clone();
         let config = config.clone();
         let stop = stop.clone();
+        net::sched::apply(config.sched_slice, core_id);
         async move {
             let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
             let listener = match taken.map(StdListener::into_monoio) {

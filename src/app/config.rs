@@ -19,6 +19,10 @@ use crate::intake::token::Token;
 /// admits 800 at once (plus 500 queued) for all instances together: two instances at
 /// 400 each fill it without reaching its 429s.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 400;
+/// Default `DISPATCH_RATE`: processor requests a core starts per second at most. The
+/// final test's peak is about 600 payments/s for the cluster, so a core never meets it
+/// in steady traffic; a backlog of 1,000 payments drains in a quarter of a second.
+pub const DEFAULT_DISPATCH_RATE: usize = 2000;
 /// Official fees (final test): default 7 %, fallback 10 %.
 pub const DEFAULT_FEES: [f64; 2] = [0.07, 0.10];
 /// Default deadline: a payment sent now should be settled within this. The official
@@ -138,8 +142,14 @@ pub struct GatewayConfig {
     pub instance_id: String,
     pub cores: usize,
     pub io_driver: IoDriver,
+    /// `SCHED_SLICE_US`: the scheduler slice of each core thread ([`net::sched`]);
+    /// `None`: the kernel's.
+    pub sched_slice: Option<Duration>,
     /// Processor requests in flight per processor for the instance.
     pub max_in_flight: usize,
+    /// `DISPATCH_RATE`: most processor requests a core starts per second, after a
+    /// burst ([`crate::engine::pace`]).
+    pub dispatch_rate: usize,
     /// Fee of each processor (fraction of the amount), by `Processor::index`.
     pub fees: [f64; 2],
     pub deadline: Duration,
@@ -306,7 +316,9 @@ impl GatewayConfig {
                 .unwrap_or_else(hostname),
             cores: v.count("CORES", default_cores())?,
             io_driver: v.io_driver()?,
+            sched_slice: v.sched_slice(net::sched::DEFAULT_SLICE)?,
             max_in_flight: v.count("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
+            dispatch_rate: v.count("DISPATCH_RATE", DEFAULT_DISPATCH_RATE)?,
             fees: [
                 v.fee("PROCESSOR_DEFAULT_FEE", DEFAULT_FEES[0])?,
                 v.fee("PROCESSOR_FALLBACK_FEE", DEFAULT_FEES[1])?,
@@ -419,6 +431,11 @@ mod tests {
         assert_eq!(c.io_driver, IoDriver::Auto);
         assert!(c.cores >= 1);
         assert_eq!(c.fees, [0.07, 0.10]);
+        assert_eq!(c.sched_slice, net::sched::DEFAULT_SLICE);
+        let c = cfg(&[("SCHED_SLICE_US", "0")]).unwrap();
+        assert_eq!(c.sched_slice, None);
+        let c = cfg(&[("SCHED_SLICE_US", "250")]).unwrap();
+        assert_eq!(c.sched_slice, Some(Duration::from_micros(250)));
     }
 
     #[test]
@@ -514,6 +531,9 @@ mod tests {
             ("CORES", "0"),
             ("CORES", "two"),
             ("IO_DRIVER", "kqueue"),
+            ("SCHED_SLICE_US", "50"),
+            ("SCHED_SLICE_US", "100001"),
+            ("SCHED_SLICE_US", "short"),
             ("LISTEN", "nowhere"),
             ("HANDOFF", "127.0.0.1:9000"),
             ("HANDOFF", "unix:"),
@@ -522,6 +542,7 @@ mod tests {
             ("PROCESSOR_FALLBACK_URL", "ftp://x"),
             ("REDIS_URL", "http://x"),
             ("MAX_IN_FLIGHT", "-3"),
+            ("DISPATCH_RATE", "0"),
             ("PROCESSOR_DEFAULT_FEE", "5%"),
             ("PROCESSOR_FALLBACK_FEE", "1.5"),
             ("ROUTE_DEADLINE_MS", "0"),

@@ -332,6 +332,7 @@ fn start_cores<L, F>(
         let make_ledger = make_ledger.clone();
         let limit = limit.clone();
         let restored = restored.clone();
+        net::sched::apply(instance.config.sched_slice, core_id);
         async move {
             let taken = listeners.lock().unwrap_or_else(|e| e.into_inner())[core_id].take();
             let Some(taken) = taken else {

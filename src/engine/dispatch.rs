@@ -14,9 +14,9 @@
 //! The dispatcher ([`run`]) looks at the heads of the backlog's lanes, asks
 //! [`crate::engine::policy::decide`] with this core's [`crate::engine::vitals`] views, starts an
 //! attempt task for each payment placed, and otherwise sleeps until something changes
-//! (a payment arrives, an attempt ends, a probe or a patience comes due). It yields to
-//! the connection loop after every [`BURST`] placements, so that a drained backlog does
-//! not delay the 202s.
+//! (a payment arrives, an attempt ends, a probe or a patience comes due). It starts
+//! attempts at the pace of [`crate::engine::pace`], so that a backlog drained when a
+//! processor comes back does not delay the 202s.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use std::time::Duration;
 use monoio::time::Instant;
 
 use crate::app::state::Core;
+use crate::engine::pace::Pacer;
 use crate::engine::payment::Payment;
 use crate::engine::policy::{decide, Decision, Placing, Rules};
 use crate::engine::queue::Lane;
@@ -46,9 +47,6 @@ static CLAIM_FAILURES: Throttle = Throttle::new();
 static INTENT_FAILURES: Throttle = Throttle::new();
 static RELEASE_FAILURES: Throttle = Throttle::new();
 
-/// Placements in a row before the dispatcher lets the connection loop run: a backlog
-/// of thousands drained at once would otherwise hold the core for milliseconds.
-pub const BURST: usize = 32;
 /// Furthest ahead of now a `requestedAt` is set (the expected latency, bounded by the
 /// longest timeout a request may have).
 const MAX_AHEAD_MICROS: u128 = 60_000_000;
@@ -63,17 +61,19 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
         patience: core.config.patience(),
     };
     let mut health_seen = u64::MAX;
+    let mut pacer = Pacer::new(core.config.dispatch_rate);
     loop {
         let now = Instant::now();
         if core.board.version() != health_seen {
             health_seen = core.board.version();
             sync_health(&core, now);
         }
-        let mut placed = 0;
         // Lanes whose head was told to wait this round: it stays so until something
         // changes, and its other payments are younger.
         let mut held = [false; 2];
-        loop {
+        // Set when a payment could be placed but the pace says not yet.
+        let mut paced = None;
+        'placing: loop {
             let mut sent = false;
             for (li, lane) in [Lane::Ready, Lane::Fresh].into_iter().enumerate() {
                 if held[li] {
@@ -83,6 +83,11 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
                     continue;
                 };
                 let now = Instant::now();
+                let ready_at = pacer.ready_at(now);
+                if ready_at > now {
+                    paced = Some(ready_at);
+                    break 'placing;
+                }
                 let views = core.views(now);
                 let age = now.saturating_duration_since(accepted);
                 let decision = decide(&views, Placing { pinned, age }, &rules);
@@ -103,13 +108,9 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
                     timeout_for(expected, core.config.processor_timeout)
                 };
                 let ticket = core.vitals[to.index()].borrow_mut().start(now, probe);
+                pacer.take(now);
                 monoio::spawn(attempt_task(core.clone(), p, to, ticket, timeout, expected));
                 sent = true;
-                placed += 1;
-                if placed % BURST == 0 {
-                    core.publish();
-                    yield_now().await;
-                }
                 break;
             }
             if !sent {
@@ -118,7 +119,10 @@ pub async fn run<L: Ledger + 'static>(core: Rc<Core<L>>) {
         }
         let waiting = held.contains(&true);
         core.publish();
-        if waiting {
+        if let Some(ready_at) = paced {
+            // The timer gives the connection loop the core until the pace allows more.
+            monoio::time::sleep_until(ready_at).await;
+        } else if waiting {
             let wake_at = Instant::now() + IDLE_TICK;
             monoio::select! {
                 _ = core.backlog.changed() => {}
@@ -140,21 +144,6 @@ fn sync_health<L>(core: &Core<L>, now: Instant) {
             core.vitals[i].borrow_mut().on_health(r.health, at, now);
         }
     }
-}
-
-/// Lets the other tasks of this core run once.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// One attempt, then the payment's next place: settled, or placed again after the wait

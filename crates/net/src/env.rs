@@ -13,6 +13,10 @@ use crate::runtime::IoDriver;
 /// overflow the clock arithmetic of timers.
 pub const MAX_MILLIS: u64 = 86_400_000;
 
+/// The bounds of `SCHED_SLICE_US`: the kernel clamps a thread's slice to them.
+pub const SCHED_SLICE_MIN_US: u64 = 100;
+pub const SCHED_SLICE_MAX_US: u64 = 100_000;
+
 /// A variable with a bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -94,6 +98,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             "uring" | "io_uring" => Ok(IoDriver::Uring),
             "epoll" => Ok(IoDriver::Epoll),
             _ => Err(format!("expected auto, uring or epoll, got {v:?}")),
+        })
+    }
+
+    /// `SCHED_SLICE_US`: the scheduler slice each core thread asks for
+    /// ([`crate::sched`]), in microseconds from 100 to 100,000 (the kernel's bounds), or
+    /// `0` for the kernel's own; `default` when unset.
+    pub fn sched_slice(&self, default: Option<Duration>) -> Result<Option<Duration>, ConfigError> {
+        self.parse("SCHED_SLICE_US", default, |v| match v.parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(n) if (SCHED_SLICE_MIN_US..=SCHED_SLICE_MAX_US).contains(&n) => {
+                Ok(Some(Duration::from_micros(n)))
+            }
+            _ => Err(format!(
+                "expected 0 (the kernel's slice) or microseconds from {SCHED_SLICE_MIN_US} \
+                 to {SCHED_SLICE_MAX_US}, got {v:?}"
+            )),
         })
     }
 

@@ -19,6 +19,8 @@
 //!   (SCM_RIGHTS), one of the workspace's modules allowed `unsafe`.
 //! - [`log`](mod@log): one-line logs on stderr, prefixed with the process's name.
 //! - [`ready`]: the one line on stdout that says every listener is bound, and where.
+//! - [`sched`]: a core thread's scheduler slice (short, so a waking core preempts a busy
+//!   neighbour), also allowed `unsafe`.
 //! - [`stop`]: stop signals taken as events (process control, also allowed `unsafe`), and the flag that stops every core's accept loops.
 
 pub mod addr;
@@ -28,6 +30,7 @@ pub mod listen;
 pub mod log;
 pub mod ready;
 pub mod runtime;
+pub mod sched;
 pub mod stop;
 pub mod stream;
 
